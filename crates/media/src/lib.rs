@@ -1,1 +1,6 @@
-//! see Cargo.toml description
+//! santral-media: the media engine.
+pub mod codec;
+pub mod g711;
+pub mod g722;
+pub mod jitter;
+mod wideband;
