@@ -1,1 +1,14 @@
-//! see Cargo.toml description
+//! santral's SIP stack: messages (a facade over rsip with a pre-parse normalizer), sans-IO
+//! transactions and endpoint, dialogs, digest authentication, the registrar, the client side
+//! (registration, outgoing calls), and a tokio driver with UDP and TCP transports.
+
+pub mod digest;
+pub mod endpoint;
+pub mod msg;
+pub mod transaction;
+pub mod transport;
+
+pub use endpoint::{Endpoint, EndpointConfig, EndpointError, Event, TransactionId, Transmit};
+pub use msg::{Message, Method, ParseError};
+pub use transaction::Timers;
+pub use transport::{Peer, TransportKind};
