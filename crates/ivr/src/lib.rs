@@ -1,1 +1,8 @@
-//! see Cargo.toml description
+//! santral-ivr: the YAML flow language of santral's IVR — its model, loader and validator,
+//! a sans-IO interpreter driven by events with virtual time, and the operator tools' engines
+//! (simulator, flow tests, graphs).
+
+pub mod located;
+pub mod model;
+
+pub use located::{Located, Position};
