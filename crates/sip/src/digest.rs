@@ -147,7 +147,9 @@ impl Challenge {
             qop_auth: p
                 .get("qop")
                 .is_some_and(|q| q.split(',').any(|o| o.trim().eq_ignore_ascii_case("auth"))),
-            stale: p.get("stale").is_some_and(|s| s.eq_ignore_ascii_case("true")),
+            stale: p
+                .get("stale")
+                .is_some_and(|s| s.eq_ignore_ascii_case("true")),
         })
     }
 }
@@ -193,9 +195,9 @@ impl Credentials {
         let p = DigestParams::parse(header_value)?;
         let qop = p.get("qop").map(str::to_string);
         let nc = match p.get("nc") {
-            Some(nc) => Some(
-                u32::from_str_radix(nc, 16).map_err(|_| DigestError::Malformed("nc".into()))?,
-            ),
+            Some(nc) => {
+                Some(u32::from_str_radix(nc, 16).map_err(|_| DigestError::Malformed("nc".into()))?)
+            }
             None => None,
         };
         if qop.is_some() && (nc.is_none() || p.get("cnonce").is_none()) {
@@ -368,7 +370,15 @@ mod tests {
         };
         let parsed = Challenge::parse(&ch.to_string()).unwrap();
         assert_eq!(parsed, ch);
-        let cred = answer(&ch, "2001", "secret2001", "REGISTER", "sip:127.0.0.1;transport=UDP", 1, "xyz");
+        let cred = answer(
+            &ch,
+            "2001",
+            "secret2001",
+            "REGISTER",
+            "sip:127.0.0.1;transport=UDP",
+            1,
+            "xyz",
+        );
         let back = Credentials::parse(&cred.to_string()).unwrap();
         assert_eq!(back.uri, "sip:127.0.0.1;transport=UDP");
         assert!(back.verify("REGISTER", "secret2001"));

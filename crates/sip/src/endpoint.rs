@@ -146,9 +146,10 @@ fn server_key(request: &Message) -> Option<String> {
         m => m.as_str().to_string(),
     };
     match via.branch() {
-        Some(b) if b.starts_with("z9hG4bK") => {
-            Some(format!("{b}|{}|{method}", via.sent_by().to_ascii_lowercase()))
-        }
+        Some(b) if b.starts_with("z9hG4bK") => Some(format!(
+            "{b}|{}|{method}",
+            via.sent_by().to_ascii_lowercase()
+        )),
         // RFC 2543 peers: match on the dialog-ish identifiers (§17.2.3's fallback, simplified).
         _ => Some(format!(
             "2543|{}|{}|{}|{}|{method}",
@@ -226,8 +227,15 @@ impl Endpoint {
     /// When `handle_timeout` should next be called.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         // Drop wake-ups of finished transactions so the driver does not spin on them.
-        while let Some(Reverse((_, id))) = self.wakeups.peek() {
-            if self.transactions.contains_key(id) || self.unacked.contains_key(id) {
+        // Drop wake-ups that no longer match a live timer (re-armed or finished) so the driver
+        // neither spins nor wakes early.
+        while let Some(Reverse((at, id))) = self.wakeups.peek().copied() {
+            let tx_due = self.transactions.get(&id).and_then(|t| t.next_deadline());
+            let unacked_due = self.unacked.get(&id).map(|u| match u.next {
+                Some((next, _)) => next.min(u.deadline),
+                None => u.deadline,
+            });
+            if tx_due == Some(at) || unacked_due == Some(at) {
                 break;
             }
             self.wakeups.pop();
@@ -380,7 +388,8 @@ impl Endpoint {
             let remote_ip = peer.remote.ip().to_string();
             let rport_requested = via.rport().is_some();
             if via.host.trim_matches(['[', ']']) != remote_ip || rport_requested {
-                via.params.retain(|(n, _)| !n.eq_ignore_ascii_case("received"));
+                via.params
+                    .retain(|(n, _)| !n.eq_ignore_ascii_case("received"));
                 via.params.push(("received".into(), Some(remote_ip)));
             }
             if rport_requested {
@@ -667,7 +676,9 @@ impl Endpoint {
         id: TransactionId,
         mut response: Message,
     ) -> Result<(), EndpointError> {
-        let code = response.status().ok_or(EndpointError::WrongKind("response"))?;
+        let code = response
+            .status()
+            .ok_or(EndpointError::WrongKind("response"))?;
         if response.header("Server").is_none() && code > 100 {
             response.push_header("Server", self.config.product.clone());
         }
@@ -760,7 +771,11 @@ pub fn salvage_error_response(bytes: &[u8], error: &ParseError) -> Option<Messag
         _ => format!("Bad Request ({error})"),
     };
     // A reason phrase cannot carry CR/LF; the error text never does, but be certain.
-    let reason: String = reason.chars().filter(|c| !c.is_control()).take(120).collect();
+    let reason: String = reason
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(120)
+        .collect();
     response.start = StartLine::Response {
         code: error.status(),
         reason,

@@ -203,7 +203,9 @@ impl Via {
                 let mut pieces = split_outside_quotes(rest, ';').into_iter();
                 let sent_by = pieces.next().unwrap_or_default().trim().to_string();
                 let (host, port) = split_host_port(&sent_by).ok_or_else(|| bad("bad sent-by"))?;
-                let params = pieces.map(|p| parse_param(&p)).collect::<Result<Vec<_>, _>>()?;
+                let params = pieces
+                    .map(|p| parse_param(&p))
+                    .collect::<Result<Vec<_>, _>>()?;
                 Ok(Via {
                     transport: t.to_ascii_uppercase(),
                     host,
@@ -621,9 +623,9 @@ impl Message {
                 continue;
             }
             if line.starts_with([' ', '\t']) {
-                let last = headers
-                    .last_mut()
-                    .ok_or_else(|| ParseError::HeaderLine("continuation before any header".into()))?;
+                let last = headers.last_mut().ok_or_else(|| {
+                    ParseError::HeaderLine("continuation before any header".into())
+                })?;
                 last.value.push(' ');
                 last.value.push_str(line.trim());
                 if last.value.len() > limits.max_line_length {
@@ -937,22 +939,28 @@ impl Message {
     pub fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
         match self.header("Max-Forwards") {
             None => Ok(None),
-            Some(v) => v.trim().parse::<u8>().map(Some).map_err(|_| ParseError::Header {
-                name: "Max-Forwards",
-                reason: format!("{v:?} is not 0..255"),
-            }),
+            Some(v) => v
+                .trim()
+                .parse::<u8>()
+                .map(Some)
+                .map_err(|_| ParseError::Header {
+                    name: "Max-Forwards",
+                    reason: format!("{v:?} is not 0..255"),
+                }),
         }
     }
 
     pub fn expires(&self) -> Result<Option<u32>, ParseError> {
         match self.header("Expires") {
             None => Ok(None),
-            Some(v) => v.trim().parse::<u64>().map(|n| Some(n.min(u32::MAX as u64) as u32)).map_err(|_| {
-                ParseError::Header {
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .map(|n| Some(n.min(u32::MAX as u64) as u32))
+                .map_err(|_| ParseError::Header {
                     name: "Expires",
                     reason: format!("{v:?} is not a number of seconds"),
-                }
-            }),
+                }),
         }
     }
 

@@ -239,7 +239,8 @@ impl Transaction {
                     self.linger(State::Accepted, TimerName::M, t.transaction_timeout(), now);
                     out.push(Action::Deliver(response));
                 } else {
-                    let ack = Bytes::from(build_ack_for_non_2xx(&self.request, &response).to_bytes());
+                    let ack =
+                        Bytes::from(build_ack_for_non_2xx(&self.request, &response).to_bytes());
                     out.push(Action::Send(ack.clone()));
                     self.ack = Some(ack);
                     let wait = if self.reliable() {
@@ -269,7 +270,11 @@ impl Transaction {
                     self.state = State::Proceeding;
                     out.push(Action::Deliver(response));
                 } else {
-                    let wait = if self.reliable() { Duration::ZERO } else { t.t4 };
+                    let wait = if self.reliable() {
+                        Duration::ZERO
+                    } else {
+                        t.t4
+                    };
                     self.linger(State::Completed, TimerName::K, wait, now);
                     out.push(Action::Deliver(response));
                 }
@@ -320,7 +325,8 @@ impl Transaction {
                     self.linger(State::Accepted, TimerName::L, t.transaction_timeout(), now);
                 } else if code >= 300 {
                     self.state = State::Completed;
-                    self.retransmit = (!self.reliable()).then_some((TimerName::G, now + t.t1, t.t1));
+                    self.retransmit =
+                        (!self.reliable()).then_some((TimerName::G, now + t.t1, t.t1));
                     self.deadline = Some((TimerName::H, now + t.transaction_timeout()));
                 }
                 Ok(())
