@@ -4,3 +4,7 @@ pub mod g711;
 pub mod g722;
 pub mod jitter;
 mod wideband;
+pub mod concealment;
+pub mod dtmf_detector;
+pub mod telephone_event;
+pub mod tone;
