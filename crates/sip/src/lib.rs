@@ -5,6 +5,7 @@
 pub mod digest;
 pub mod endpoint;
 pub mod msg;
+pub mod registrar;
 pub mod transaction;
 pub mod transport;
 
