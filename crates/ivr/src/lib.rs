@@ -6,3 +6,7 @@ pub mod located;
 pub mod model;
 
 pub use located::{Located, Position};
+pub mod condition;
+pub mod hours;
+pub mod speech;
+pub mod template;
