@@ -8,3 +8,4 @@ pub mod concealment;
 pub mod dtmf_detector;
 pub mod telephone_event;
 pub mod tone;
+pub mod sdp;
