@@ -10,3 +10,10 @@ pub mod condition;
 pub mod hours;
 pub mod speech;
 pub mod template;
+pub mod diagnostic;
+pub mod flowset;
+pub mod validator;
+
+pub use diagnostic::{Diagnostic, Diagnostics, Severity};
+pub use flowset::{Flow, FlowSet, FlowStore, FlowWatcher, Loaded};
+pub use validator::ValidationContext;
