@@ -3,6 +3,7 @@
 //! (registration, outgoing calls), and a tokio driver with UDP and TCP transports.
 
 pub mod digest;
+pub mod driver;
 pub mod endpoint;
 pub mod msg;
 pub mod registrar;
