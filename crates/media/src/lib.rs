@@ -9,3 +9,7 @@ pub mod dtmf_detector;
 pub mod telephone_event;
 pub mod tone;
 pub mod sdp;
+pub mod rtcp;
+pub mod quality;
+pub mod port;
+pub mod pacer;
