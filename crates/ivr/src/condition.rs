@@ -37,12 +37,30 @@ pub fn holds(condition: &Condition, vars: &dyn Lookup, regexes: &dyn RegexCache)
         let checks = [
             condition.eq.as_ref().is_none_or(|x| equal(t, x)),
             condition.ne.as_ref().is_none_or(|x| !equal(t, x)),
-            condition.lt.as_ref().is_none_or(|x| compare(t, &x.0) == Ordering::Less),
-            condition.le.as_ref().is_none_or(|x| compare(t, &x.0) != Ordering::Greater),
-            condition.gt.as_ref().is_none_or(|x| compare(t, &x.0) == Ordering::Greater),
-            condition.ge.as_ref().is_none_or(|x| compare(t, &x.0) != Ordering::Less),
-            condition.one_of.as_ref().is_none_or(|xs| xs.iter().any(|x| equal(t, x))),
-            condition.not_in.as_ref().is_none_or(|xs| !xs.iter().any(|x| equal(t, x))),
+            condition
+                .lt
+                .as_ref()
+                .is_none_or(|x| compare(t, &x.0) == Ordering::Less),
+            condition
+                .le
+                .as_ref()
+                .is_none_or(|x| compare(t, &x.0) != Ordering::Greater),
+            condition
+                .gt
+                .as_ref()
+                .is_none_or(|x| compare(t, &x.0) == Ordering::Greater),
+            condition
+                .ge
+                .as_ref()
+                .is_none_or(|x| compare(t, &x.0) != Ordering::Less),
+            condition
+                .one_of
+                .as_ref()
+                .is_none_or(|xs| xs.iter().any(|x| equal(t, x))),
+            condition
+                .not_in
+                .as_ref()
+                .is_none_or(|xs| !xs.iter().any(|x| equal(t, x))),
             condition
                 .matches
                 .as_ref()
@@ -54,13 +72,21 @@ pub fn holds(condition: &Condition, vars: &dyn Lookup, regexes: &dyn RegexCache)
     }
     condition.all.iter().all(|c| holds(c, vars, regexes))
         && (condition.any.is_empty() || condition.any.iter().any(|c| holds(c, vars, regexes)))
-        && condition.not.as_ref().is_none_or(|c| !holds(c, vars, regexes))
+        && condition
+            .not
+            .as_ref()
+            .is_none_or(|c| !holds(c, vars, regexes))
 }
 
 /// Every regex pattern in a condition, with its position.
 pub fn patterns(condition: &Condition) -> Vec<&crate::Located<String>> {
     let mut out: Vec<&crate::Located<String>> = condition.matches.iter().collect();
-    for c in condition.all.iter().chain(condition.any.iter()).chain(condition.not.as_deref()) {
+    for c in condition
+        .all
+        .iter()
+        .chain(condition.any.iter())
+        .chain(condition.not.as_deref())
+    {
         out.extend(patterns(c));
     }
     out
@@ -69,7 +95,12 @@ pub fn patterns(condition: &Condition) -> Vec<&crate::Located<String>> {
 /// Every variable a condition reads, with its position.
 pub fn variables(condition: &Condition) -> Vec<&crate::Located<String>> {
     let mut out: Vec<&crate::Located<String>> = condition.var.iter().collect();
-    for c in condition.all.iter().chain(condition.any.iter()).chain(condition.not.as_deref()) {
+    for c in condition
+        .all
+        .iter()
+        .chain(condition.any.iter())
+        .chain(condition.not.as_deref())
+    {
         out.extend(variables(c));
     }
     out
@@ -104,7 +135,10 @@ mod tests {
         let t = |y: &str| holds(&cond(y), &vars, &cache);
         assert!(t("{var: attempts, ge: 3}"));
         assert!(!t("{var: attempts, lt: 3}"));
-        assert!(t("{var: attempts, eq: \"3.0\"}"), "numbers compare as numbers");
+        assert!(
+            t("{var: attempts, eq: \"3.0\"}"),
+            "numbers compare as numbers"
+        );
         assert!(t("{var: attempts, gt: 2, lt: 10}"));
         assert!(t("{var: call.language, in: [en, de]}"));
         assert!(!t("{var: call.language, not_in: [en]}"));
@@ -113,7 +147,9 @@ mod tests {
         assert!(t("{var: missing, is_set: false}"));
         assert!(!t("{var: missing, is_set: true}"));
         assert!(t("{any: [{var: attempts, eq: 1}, {var: attempts, eq: 3}]}"));
-        assert!(!t("{all: [{var: attempts, eq: 1}, {var: attempts, eq: 3}]}"));
+        assert!(!t(
+            "{all: [{var: attempts, eq: 1}, {var: attempts, eq: 3}]}"
+        ));
         assert!(t("{not: {var: attempts, eq: 1}}"));
     }
 }

@@ -20,10 +20,20 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn error(file: &str, position: Position, message: impl Into<String>) -> Self {
-        Diagnostic { file: file.to_owned(), position, severity: Severity::Error, message: message.into() }
+        Diagnostic {
+            file: file.to_owned(),
+            position,
+            severity: Severity::Error,
+            message: message.into(),
+        }
     }
     pub fn warning(file: &str, position: Position, message: impl Into<String>) -> Self {
-        Diagnostic { file: file.to_owned(), position, severity: Severity::Warning, message: message.into() }
+        Diagnostic {
+            file: file.to_owned(),
+            position,
+            severity: Severity::Warning,
+            message: message.into(),
+        }
     }
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
@@ -56,7 +66,11 @@ impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.severity {
             Severity::Error => write!(f, "{}:{}: {}", self.file, self.position, self.message),
-            Severity::Warning => write!(f, "{}:{}: warning: {}", self.file, self.position, self.message),
+            Severity::Warning => write!(
+                f,
+                "{}:{}: warning: {}",
+                self.file, self.position, self.message
+            ),
         }
     }
 }

@@ -72,14 +72,21 @@ impl FlowSet {
         let mut files: Vec<PathBuf> = entries
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .filter(|p| {
+                p.is_file()
+                    && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+            })
             .collect();
         files.sort();
         Ok(files)
     }
 
     /// Loads every flow of a directory.
-    pub fn load_dir(dir: &Path, ctx: &ValidationContext, version: u64) -> Result<Loaded, Diagnostics> {
+    pub fn load_dir(
+        dir: &Path,
+        ctx: &ValidationContext,
+        version: u64,
+    ) -> Result<Loaded, Diagnostics> {
         let files = Self::files_in(dir)?;
         if files.is_empty() {
             return Err(Diagnostics(vec![Diagnostic::error(
@@ -92,7 +99,11 @@ impl FlowSet {
     }
 
     /// Loads the given files (directories are expanded to their flow files) as one set.
-    pub fn load_paths(paths: &[PathBuf], ctx: &ValidationContext, version: u64) -> Result<Loaded, Diagnostics> {
+    pub fn load_paths(
+        paths: &[PathBuf],
+        ctx: &ValidationContext,
+        version: u64,
+    ) -> Result<Loaded, Diagnostics> {
         let mut files = Vec::new();
         for path in paths {
             if path.is_dir() {
@@ -104,7 +115,11 @@ impl FlowSet {
         Self::load_files(&files, ctx, version)
     }
 
-    fn load_files(files: &[PathBuf], ctx: &ValidationContext, version: u64) -> Result<Loaded, Diagnostics> {
+    fn load_files(
+        files: &[PathBuf],
+        ctx: &ValidationContext,
+        version: u64,
+    ) -> Result<Loaded, Diagnostics> {
         let mut sources = Vec::new();
         let mut errors = Vec::new();
         for path in files {
@@ -145,41 +160,70 @@ impl FlowSet {
             match serde_saphyr::from_str::<FlowFile>(text) {
                 Ok(def) => {
                     if flows.contains_key(name) {
-                        problems.push(Diagnostic::error(file, Position::UNKNOWN, format!("a flow named `{name}` is defined twice")));
+                        problems.push(Diagnostic::error(
+                            file,
+                            Position::UNKNOWN,
+                            format!("a flow named `{name}` is defined twice"),
+                        ));
                         continue;
                     }
-                    flows.insert(name.clone(), Arc::new(Flow { name: name.clone(), file: file.clone(), def }));
+                    flows.insert(
+                        name.clone(),
+                        Arc::new(Flow {
+                            name: name.clone(),
+                            file: file.clone(),
+                            def,
+                        }),
+                    );
                 }
                 Err(err) => problems.push(Diagnostic::from_yaml(file, &err)),
             }
         }
         let (regexes, more) = validator::validate(&flows, ctx);
         problems.extend(more);
-        problems.sort_by(|a, b| (&a.file, a.position, a.severity).cmp(&(&b.file, b.position, b.severity)));
+        problems.sort_by(|a, b| {
+            (&a.file, a.position, a.severity).cmp(&(&b.file, b.position, b.severity))
+        });
         problems.dedup();
-        let (errors, warnings): (Vec<_>, Vec<_>) = problems.into_iter().partition(Diagnostic::is_error);
+        let (errors, warnings): (Vec<_>, Vec<_>) =
+            problems.into_iter().partition(Diagnostic::is_error);
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
         }
-        Ok(Loaded { set: FlowSet { version, flows, regexes }, warnings })
+        Ok(Loaded {
+            set: FlowSet {
+                version,
+                flows,
+                regexes,
+            },
+            warnings,
+        })
     }
 }
 
 fn read_limited(path: &Path) -> Result<String, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
     if meta.len() > MAX_FLOW_BYTES {
-        return Err(format!("file is {} bytes; flow files are limited to {MAX_FLOW_BYTES}", meta.len()));
+        return Err(format!(
+            "file is {} bytes; flow files are limited to {MAX_FLOW_BYTES}",
+            meta.len()
+        ));
     }
     std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))
 }
 
 /// A flow's name is its file name without the extension.
 pub fn flow_name(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn valid_flow_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// The current flow set of a directory, replaced whole on reload.
@@ -192,7 +236,10 @@ pub struct FlowStore {
 
 impl FlowStore {
     /// Loads the directory; fails when the flows have errors (there is no older set to keep).
-    pub fn open(dir: &Path, ctx: ValidationContext) -> Result<(FlowStore, Vec<Diagnostic>), Diagnostics> {
+    pub fn open(
+        dir: &Path,
+        ctx: ValidationContext,
+    ) -> Result<(FlowStore, Vec<Diagnostic>), Diagnostics> {
         let loaded = FlowSet::load_dir(dir, &ctx, 1)?;
         let store = FlowStore {
             dir: dir.to_path_buf(),
@@ -239,19 +286,20 @@ impl FlowStore {
     pub fn watch(self: &Arc<Self>) -> Result<FlowWatcher, notify::Error> {
         use notify::Watcher;
         let store = Arc::downgrade(self);
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let Ok(event) = event else { return };
-            let touches_flow = event.paths.iter().any(|p| {
-                matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-            });
-            if !touches_flow || event.kind.is_access() {
-                return;
-            }
-            if let Some(store) = store.upgrade() {
-                // Errors are logged by reload and the previous set stays.
-                let _ = store.reload();
-            }
-        })?;
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let Ok(event) = event else { return };
+                let touches_flow = event.paths.iter().any(|p| {
+                    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+                });
+                if !touches_flow || event.kind.is_access() {
+                    return;
+                }
+                if let Some(store) = store.upgrade() {
+                    // Errors are logged by reload and the previous set stays.
+                    let _ = store.reload();
+                }
+            })?;
         watcher.watch(&self.dir, notify::RecursiveMode::NonRecursive)?;
         Ok(FlowWatcher { _watcher: watcher })
     }

@@ -34,7 +34,8 @@ pub fn parse_clock(text: &str) -> Result<u32, HoursError> {
 }
 
 pub fn parse_date(text: &str) -> Result<Date, HoursError> {
-    text.parse::<Date>().map_err(|_| HoursError::Date(text.to_owned()))
+    text.parse::<Date>()
+        .map_err(|_| HoursError::Date(text.to_owned()))
 }
 
 pub fn time_zone(name: &str) -> Result<TimeZone, HoursError> {
@@ -67,7 +68,10 @@ pub fn check(step: &HoursStep) -> Vec<(crate::Position, HoursError)> {
         {
             problems.push((
                 open.to.position,
-                HoursError::Empty { from: open.from.value.clone(), to: open.to.value.clone() },
+                HoursError::Empty {
+                    from: open.from.value.clone(),
+                    to: open.to.value.clone(),
+                },
             ));
         }
     }
@@ -116,11 +120,20 @@ mod tests {
         HoursStep {
             timezone: Located::synthetic("Europe/Istanbul".into()),
             weekly: vec![OpeningHours {
-                days: vec![Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri],
+                days: vec![
+                    Weekday::Mon,
+                    Weekday::Tue,
+                    Weekday::Wed,
+                    Weekday::Thu,
+                    Weekday::Fri,
+                ],
                 from: Located::synthetic("09:00".into()),
                 to: Located::synthetic("18:00".into()),
             }],
-            closed: vec![Holiday { date: Located::synthetic("2026-10-29".into()), name: None }],
+            closed: vec![Holiday {
+                date: Located::synthetic("2026-10-29".into()),
+                name: None,
+            }],
             on_open: Located::synthetic("a".into()),
             on_closed: Located::synthetic("b".into()),
         }
@@ -134,15 +147,30 @@ mod tests {
     fn opening_hours_follow_the_time_zone() {
         let s = step();
         // 2026-11-23 is a Monday; Istanbul is UTC+3.
-        assert_eq!(is_open(&s, &at("2026-11-23T09:00:00+03:00[Europe/Istanbul]")), Ok(true));
-        assert_eq!(is_open(&s, &at("2026-11-23T08:59:00+03:00[Europe/Istanbul]")), Ok(false));
-        assert_eq!(is_open(&s, &at("2026-11-23T18:00:00+03:00[Europe/Istanbul]")), Ok(false));
+        assert_eq!(
+            is_open(&s, &at("2026-11-23T09:00:00+03:00[Europe/Istanbul]")),
+            Ok(true)
+        );
+        assert_eq!(
+            is_open(&s, &at("2026-11-23T08:59:00+03:00[Europe/Istanbul]")),
+            Ok(false)
+        );
+        assert_eq!(
+            is_open(&s, &at("2026-11-23T18:00:00+03:00[Europe/Istanbul]")),
+            Ok(false)
+        );
         // 06:30 UTC is 09:30 in Istanbul.
         assert_eq!(is_open(&s, &at("2026-11-23T06:30:00+00:00[UTC]")), Ok(true));
         // Saturday.
-        assert_eq!(is_open(&s, &at("2026-11-28T12:00:00+03:00[Europe/Istanbul]")), Ok(false));
+        assert_eq!(
+            is_open(&s, &at("2026-11-28T12:00:00+03:00[Europe/Istanbul]")),
+            Ok(false)
+        );
         // Holiday on a Thursday.
-        assert_eq!(is_open(&s, &at("2026-10-29T12:00:00+03:00[Europe/Istanbul]")), Ok(false));
+        assert_eq!(
+            is_open(&s, &at("2026-10-29T12:00:00+03:00[Europe/Istanbul]")),
+            Ok(false)
+        );
     }
 
     #[test]

@@ -7,13 +7,17 @@ pub mod model;
 
 pub use located::{Located, Position};
 pub mod condition;
+pub mod diagnostic;
+pub mod flowset;
 pub mod hours;
 pub mod speech;
 pub mod template;
-pub mod diagnostic;
-pub mod flowset;
 pub mod validator;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use flowset::{Flow, FlowSet, FlowStore, FlowWatcher, Loaded};
 pub use validator::ValidationContext;
+pub mod customers;
+pub mod interpreter;
+
+pub use interpreter::{Call, CallInfo, Command, Event};

@@ -24,7 +24,11 @@ impl Position {
 
     /// Unknown positions point at the start of the file rather than at a line 0 editors reject.
     pub fn or_start(self) -> Position {
-        if self.line == 0 { Position::new(1, 1) } else { self }
+        if self.line == 0 {
+            Position::new(1, 1)
+        } else {
+            self
+        }
     }
 }
 
@@ -49,7 +53,10 @@ impl<T> Located<T> {
 
     /// A value made in code (tests, defaults) rather than read from a file.
     pub fn synthetic(value: T) -> Self {
-        Located { value, position: Position::UNKNOWN }
+        Located {
+            value,
+            position: Position::UNKNOWN,
+        }
     }
 }
 
@@ -74,7 +81,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Located<T> {
             u32::try_from(loc.line()).unwrap_or(u32::MAX),
             u32::try_from(loc.column()).unwrap_or(u32::MAX),
         );
-        Ok(Located { value: spanned.value, position })
+        Ok(Located {
+            value: spanned.value,
+            position,
+        })
     }
 }
 

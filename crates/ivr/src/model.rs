@@ -35,7 +35,10 @@ pub struct StepMap(pub Vec<(Located<String>, Located<Step>)>);
 
 impl StepMap {
     pub fn get(&self, name: &str) -> Option<&Located<Step>> {
-        self.0.iter().find(|(key, _)| key.value == name).map(|(_, step)| step)
+        self.0
+            .iter()
+            .find(|(key, _)| key.value == name)
+            .map(|(_, step)| step)
     }
     pub fn iter(&self) -> impl Iterator<Item = (&Located<String>, &Located<Step>)> {
         self.0.iter().map(|(k, v)| (k, v))
@@ -181,7 +184,11 @@ impl Step {
 
     /// Every step this one can lead to, with a label saying when.
     pub fn edges(&self) -> Vec<(&'static str, &StepRef)> {
-        fn opt<'a>(label: &'static str, r: &'a Option<StepRef>, out: &mut Vec<(&'static str, &'a StepRef)>) {
+        fn opt<'a>(
+            label: &'static str,
+            r: &'a Option<StepRef>,
+            out: &mut Vec<(&'static str, &'a StepRef)>,
+        ) {
             if let Some(r) = r {
                 out.push((label, r));
             }
@@ -580,7 +587,11 @@ pub struct Announce {
 
 impl Default for Announce {
     fn default() -> Self {
-        Announce { position: false, wait_time: false, every: FlowDuration::thirty_seconds() }
+        Announce {
+            position: false,
+            wait_time: false,
+            every: FlowDuration::thirty_seconds(),
+        }
     }
 }
 
@@ -695,7 +706,12 @@ pub enum SayKind {
 }
 
 impl SayKind {
-    pub const ALL: [SayKind; 4] = [SayKind::Number, SayKind::Digits, SayKind::Amount, SayKind::Duration];
+    pub const ALL: [SayKind; 4] = [
+        SayKind::Number,
+        SayKind::Digits,
+        SayKind::Amount,
+        SayKind::Duration,
+    ];
     pub fn key(self) -> &'static str {
         match self {
             SayKind::Number => "say_number",
@@ -712,7 +728,9 @@ impl<'de> Deserialize<'de> for PlayItem {
         impl<'de> Visitor<'de> for ItemVisitor {
             type Value = PlayItem;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a prompt name, or {say_number|say_digits|say_amount|say_duration: value}")
+                f.write_str(
+                    "a prompt name, or {say_number|say_digits|say_amount|say_duration: value}",
+                )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<PlayItem, E> {
                 Ok(PlayItem::Prompt(v.to_owned()))
@@ -823,7 +841,9 @@ impl FlowDuration {
 
     pub fn parse(text: &str) -> Result<FlowDuration, String> {
         let text = text.trim();
-        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
         let (number, unit) = text.split_at(split);
         let n: u64 = number
             .parse()
@@ -834,7 +854,9 @@ impl FlowDuration {
             "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
             "h" => Duration::from_secs(n.saturating_mul(3600)),
             other => {
-                return Err(format!("invalid duration unit `{other}` in `{text}`: use ms, s, m or h"));
+                return Err(format!(
+                    "invalid duration unit `{other}` in `{text}`: use ms, s, m or h"
+                ));
             }
         };
         Ok(FlowDuration(d))
@@ -844,7 +866,7 @@ impl FlowDuration {
 impl fmt::Display for FlowDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 1000 != 0 {
+        if !ms.is_multiple_of(1000) {
             write!(f, "{ms}ms")
         } else {
             write!(f, "{}s", ms / 1000)
@@ -935,11 +957,18 @@ steps:
         assert_eq!(names, ["hello", "menu", "bye"]);
         let (key, step) = &flow.steps.0[0];
         assert_eq!(key.position.line, 3);
-        let Step::Play(play) = &step.value else { panic!("play expected") };
+        let Step::Play(play) = &step.value else {
+            panic!("play expected")
+        };
         assert_eq!(play.next.position, crate::Position::new(6, 13));
-        assert_eq!(play.prompts[1].value, PlayItem::Say(SayKind::Digits, "{card}".into()));
+        assert_eq!(
+            play.prompts[1].value,
+            PlayItem::Say(SayKind::Digits, "{card}".into())
+        );
         assert_eq!(play.prompts[1].position.line, 5);
-        let Step::Menu(menu) = &flow.steps.0[1].1.value else { panic!("menu expected") };
+        let Step::Menu(menu) = &flow.steps.0[1].1.value else {
+            panic!("menu expected")
+        };
         assert_eq!(menu.choices.0[0].0.value, "1");
         assert_eq!(menu.choices.0[0].0.position, crate::Position::new(10, 18));
         assert_eq!(menu.timeout.0, Duration::from_secs(5));
@@ -956,9 +985,18 @@ steps:
 
     #[test]
     fn durations_parse_and_reject_bad_units() {
-        assert_eq!(FlowDuration::parse("500ms").map(|d| d.0), Ok(Duration::from_millis(500)));
-        assert_eq!(FlowDuration::parse("2m").map(|d| d.0), Ok(Duration::from_secs(120)));
-        assert_eq!(FlowDuration::parse("7").map(|d| d.0), Ok(Duration::from_secs(7)));
+        assert_eq!(
+            FlowDuration::parse("500ms").map(|d| d.0),
+            Ok(Duration::from_millis(500))
+        );
+        assert_eq!(
+            FlowDuration::parse("2m").map(|d| d.0),
+            Ok(Duration::from_secs(120))
+        );
+        assert_eq!(
+            FlowDuration::parse("7").map(|d| d.0),
+            Ok(Duration::from_secs(7))
+        );
         assert!(FlowDuration::parse("5 parsecs").is_err());
         assert!(FlowDuration::parse("").is_err());
     }
@@ -966,9 +1004,14 @@ steps:
     #[test]
     fn schema_names_every_step_kind() {
         let schema = flow_schema().to_string();
-        for kind in ["play", "menu", "gather", "set", "branch", "hours", "lookup", "http", "queue",
-            "transfer", "record", "language", "survey", "tag", "goto", "hangup"] {
-            assert!(schema.contains(&format!("\"{kind}\"")), "{kind} missing from schema");
+        for kind in [
+            "play", "menu", "gather", "set", "branch", "hours", "lookup", "http", "queue",
+            "transfer", "record", "language", "survey", "tag", "goto", "hangup",
+        ] {
+            assert!(
+                schema.contains(&format!("\"{kind}\"")),
+                "{kind} missing from schema"
+            );
         }
     }
 }

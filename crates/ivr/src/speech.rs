@@ -43,9 +43,12 @@ pub fn fragments(kind: SayKind, value: &str, language: &str) -> Result<Vec<Strin
             }
             Ok(value.chars().map(|c| format!("num_{c}")).collect())
         }
-        SayKind::Amount => amount(value, language).ok_or_else(|| SpeechError::Amount(value.to_owned())),
+        SayKind::Amount => {
+            amount(value, language).ok_or_else(|| SpeechError::Amount(value.to_owned()))
+        }
         SayKind::Duration => {
-            let secs = parse_number(value).ok_or_else(|| SpeechError::Duration(value.to_owned()))?;
+            let secs =
+                parse_number(value).ok_or_else(|| SpeechError::Duration(value.to_owned()))?;
             Ok(duration(secs, language))
         }
     }
@@ -94,7 +97,7 @@ fn below_thousand(n: u64, language: &str, out: &mut Vec<String>) {
     }
     if rest >= 20 {
         out.push(format!("num_{}", rest / 10 * 10));
-        if rest % 10 > 0 {
+        if !rest.is_multiple_of(10) {
             out.push(format!("num_{}", rest % 10));
         }
     } else if rest > 0 {
@@ -127,7 +130,11 @@ fn amount(value: &str, language: &str) -> Option<Vec<String>> {
 }
 
 fn duration(secs: u64, language: &str) -> Vec<String> {
-    let parts = [(secs / 3600, "hour"), ((secs / 60) % 60, "minute"), (secs % 60, "second")];
+    let parts = [
+        (secs / 3600, "hour"),
+        ((secs / 60) % 60, "minute"),
+        (secs % 60, "second"),
+    ];
     let mut out = Vec::new();
     for (amount, unit) in parts {
         if amount == 0 {
@@ -163,8 +170,15 @@ pub fn all_fragments(kind: SayKind) -> Vec<String> {
     match kind {
         SayKind::Amount => names.extend(["currency_lira", "currency_kurus"].map(String::from)),
         SayKind::Duration => names.extend(
-            ["unit_hour", "unit_hours", "unit_minute", "unit_minutes", "unit_second", "unit_seconds"]
-                .map(String::from),
+            [
+                "unit_hour",
+                "unit_hours",
+                "unit_minute",
+                "unit_minutes",
+                "unit_second",
+                "unit_seconds",
+            ]
+            .map(String::from),
         ),
         SayKind::Number | SayKind::Digits => {}
     }
@@ -176,7 +190,9 @@ mod tests {
     use super::*;
 
     fn say(kind: SayKind, v: &str, lang: &str) -> String {
-        fragments(kind, v, lang).map(|f| f.join(" ")).unwrap_or_else(|e| e.to_string())
+        fragments(kind, v, lang)
+            .map(|f| f.join(" "))
+            .unwrap_or_else(|e| e.to_string())
     }
 
     #[test]
@@ -184,27 +200,50 @@ mod tests {
         assert_eq!(say(SayKind::Number, "0", "tr"), "num_0");
         assert_eq!(say(SayKind::Number, "15", "tr"), "num_15");
         assert_eq!(say(SayKind::Number, "100", "tr"), "num_hundred");
-        assert_eq!(say(SayKind::Number, "1999", "tr"), "num_thousand num_9 num_hundred num_90 num_9");
-        assert_eq!(say(SayKind::Number, "2024", "tr"), "num_2 num_thousand num_20 num_4");
+        assert_eq!(
+            say(SayKind::Number, "1999", "tr"),
+            "num_thousand num_9 num_hundred num_90 num_9"
+        );
+        assert_eq!(
+            say(SayKind::Number, "2024", "tr"),
+            "num_2 num_thousand num_20 num_4"
+        );
         assert_eq!(say(SayKind::Number, "1000000", "tr"), "num_1 num_million");
     }
 
     #[test]
     fn english_numbers_keep_one() {
         assert_eq!(say(SayKind::Number, "100", "en"), "num_1 num_hundred");
-        assert_eq!(say(SayKind::Number, "1013", "en"), "num_1 num_thousand num_13");
-        assert_eq!(say(SayKind::Number, "999999999", "en"),
-            "num_9 num_hundred num_90 num_9 num_million num_9 num_hundred num_90 num_9 num_thousand num_9 num_hundred num_90 num_9");
+        assert_eq!(
+            say(SayKind::Number, "1013", "en"),
+            "num_1 num_thousand num_13"
+        );
+        assert_eq!(
+            say(SayKind::Number, "999999999", "en"),
+            "num_9 num_hundred num_90 num_9 num_million num_9 num_hundred num_90 num_9 num_thousand num_9 num_hundred num_90 num_9"
+        );
     }
 
     #[test]
     fn digits_amounts_durations() {
-        assert_eq!(say(SayKind::Digits, "4821", "en"), "num_4 num_8 num_2 num_1");
-        assert_eq!(say(SayKind::Amount, "12.50", "tr"), "num_12 currency_lira num_50 currency_kurus");
+        assert_eq!(
+            say(SayKind::Digits, "4821", "en"),
+            "num_4 num_8 num_2 num_1"
+        );
+        assert_eq!(
+            say(SayKind::Amount, "12.50", "tr"),
+            "num_12 currency_lira num_50 currency_kurus"
+        );
         assert_eq!(say(SayKind::Amount, "0,05", "en"), "num_5 currency_kurus");
         assert_eq!(say(SayKind::Amount, "7", "en"), "num_7 currency_lira");
-        assert_eq!(say(SayKind::Duration, "61", "en"), "num_1 unit_minute num_1 unit_second");
-        assert_eq!(say(SayKind::Duration, "3720", "en"), "num_1 unit_hour num_2 unit_minutes");
+        assert_eq!(
+            say(SayKind::Duration, "61", "en"),
+            "num_1 unit_minute num_1 unit_second"
+        );
+        assert_eq!(
+            say(SayKind::Duration, "3720", "en"),
+            "num_1 unit_hour num_2 unit_minutes"
+        );
         assert_eq!(say(SayKind::Duration, "120", "tr"), "num_2 unit_minute");
         assert_eq!(say(SayKind::Duration, "0", "en"), "num_0 unit_seconds");
     }
@@ -222,7 +261,18 @@ mod tests {
     fn every_spoken_fragment_is_in_the_fragment_list() {
         for kind in SayKind::ALL {
             let all = all_fragments(kind);
-            for v in ["0", "7", "19", "20", "99", "101", "1234", "20.05", "86399", "999999999"] {
+            for v in [
+                "0",
+                "7",
+                "19",
+                "20",
+                "99",
+                "101",
+                "1234",
+                "20.05",
+                "86399",
+                "999999999",
+            ] {
                 for lang in ["tr", "en"] {
                     if let Ok(parts) = fragments(kind, v, lang) {
                         for p in parts {

@@ -16,10 +16,16 @@ pub struct Value {
 
 impl Value {
     pub fn plain(text: impl Into<String>) -> Self {
-        Value { text: text.into(), secret: false }
+        Value {
+            text: text.into(),
+            secret: false,
+        }
     }
     pub fn secret(text: impl Into<String>) -> Self {
-        Value { text: text.into(), secret: true }
+        Value {
+            text: text.into(),
+            secret: true,
+        }
     }
     /// The value as logs and call records may show it.
     pub fn shown(&self) -> &str {
@@ -88,7 +94,9 @@ fn pieces(template: &str) -> Result<Vec<Piece<'_>>, String> {
             out.push(Piece::Var(name));
             rest = &after[end + 1..];
         } else if rest.starts_with('}') {
-            return Err(format!("unopened `}}` in template `{template}` (write `}}}}` for a brace)"));
+            return Err(format!(
+                "unopened `}}` in template `{template}` (write `}}}}` for a brace)"
+            ));
         } else {
             let end = rest.find(['{', '}']).unwrap_or(rest.len());
             out.push(Piece::Text(&rest[..end]));
@@ -101,7 +109,9 @@ fn pieces(template: &str) -> Result<Vec<Piece<'_>>, String> {
 pub fn is_variable_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
         && !name.starts_with('.')
         && !name.ends_with('.')
 }
@@ -132,7 +142,10 @@ impl Lookup for BTreeMap<String, Value> {
 pub fn render(template: &str, vars: &dyn Lookup) -> Rendered {
     let Ok(parts) = pieces(template) else {
         // Malformed templates are rejected at load; if one slips through, use it verbatim.
-        return Rendered { text: template.to_owned(), redacted: template.to_owned() };
+        return Rendered {
+            text: template.to_owned(),
+            redacted: template.to_owned(),
+        };
     };
     let mut text = String::with_capacity(template.len());
     let mut redacted = String::with_capacity(template.len());
@@ -154,7 +167,10 @@ pub fn render(template: &str, vars: &dyn Lookup) -> Rendered {
 }
 
 /// Renders every string inside a JSON value; returns the real and the redacted value.
-pub fn render_json(value: &serde_json::Value, vars: &dyn Lookup) -> (serde_json::Value, serde_json::Value) {
+pub fn render_json(
+    value: &serde_json::Value,
+    vars: &dyn Lookup,
+) -> (serde_json::Value, serde_json::Value) {
     use serde_json::Value as J;
     match value {
         J::String(s) => {
@@ -217,14 +233,23 @@ mod tests {
         assert!(variables_in("{open").is_err());
         assert!(variables_in("close}").is_err());
         assert!(variables_in("{bad name}").is_err());
-        assert_eq!(variables_in("{a} and {b.c}"), Ok(vec!["a".to_owned(), "b.c".to_owned()]));
+        assert_eq!(
+            variables_in("{a} and {b.c}"),
+            Ok(vec!["a".to_owned(), "b.c".to_owned()])
+        );
     }
 
     #[test]
     fn json_bodies_render_strings_only() {
         let body = serde_json::json!({"pin": "{pin}", "n": 3, "list": ["{customer_no}"]});
         let (real, shown) = render_json(&body, &vars());
-        assert_eq!(real, serde_json::json!({"pin": "1234", "n": 3, "list": ["100001"]}));
-        assert_eq!(shown, serde_json::json!({"pin": "****", "n": 3, "list": ["100001"]}));
+        assert_eq!(
+            real,
+            serde_json::json!({"pin": "1234", "n": 3, "list": ["100001"]})
+        );
+        assert_eq!(
+            shown,
+            serde_json::json!({"pin": "****", "n": 3, "list": ["100001"]})
+        );
     }
 }

@@ -31,11 +31,26 @@ pub struct ValidationContext {
 const MENU_KEYS: &str = "0123456789*#";
 
 /// Built-in variables every call has.
-pub const BUILTIN_VARIABLES: [&str; 6] =
-    ["call.caller", "call.dialled", "call.language", "call.time", "call.weekday", "call.date"];
+pub const BUILTIN_VARIABLES: [&str; 6] = [
+    "call.caller",
+    "call.dialled",
+    "call.language",
+    "call.time",
+    "call.weekday",
+    "call.date",
+];
 
-pub fn validate(flows: &BTreeMap<String, Arc<Flow>>, ctx: &ValidationContext) -> (HashMap<String, Regex>, Vec<Diagnostic>) {
-    let mut v = Validator { flows, ctx, out: Vec::new(), regexes: HashMap::new(), prompt_cache: HashMap::new() };
+pub fn validate(
+    flows: &BTreeMap<String, Arc<Flow>>,
+    ctx: &ValidationContext,
+) -> (HashMap<String, Regex>, Vec<Diagnostic>) {
+    let mut v = Validator {
+        flows,
+        ctx,
+        out: Vec::new(),
+        regexes: HashMap::new(),
+        prompt_cache: HashMap::new(),
+    };
     for flow in flows.values() {
         v.check_flow(flow);
     }
@@ -53,10 +68,12 @@ struct Validator<'a> {
 
 impl Validator<'_> {
     fn error(&mut self, flow: &Flow, position: Position, message: impl Into<String>) {
-        self.out.push(Diagnostic::error(&flow.file, position, message));
+        self.out
+            .push(Diagnostic::error(&flow.file, position, message));
     }
     fn warning(&mut self, flow: &Flow, position: Position, message: impl Into<String>) {
-        self.out.push(Diagnostic::warning(&flow.file, position, message));
+        self.out
+            .push(Diagnostic::warning(&flow.file, position, message));
     }
 
     fn check_flow(&mut self, flow: &Flow) {
@@ -64,16 +81,36 @@ impl Validator<'_> {
         let names: BTreeSet<&str> = steps.iter().map(|(k, _)| k.value.as_str()).collect();
         if steps.get(&flow.def.start).is_none() {
             let hint = suggestion(&flow.def.start, &names);
-            self.error(flow, flow.def.start.position, format!("start step `{}` does not exist{hint}", flow.def.start.value));
+            self.error(
+                flow,
+                flow.def.start.position,
+                format!("start step `{}` does not exist{hint}", flow.def.start.value),
+            );
         }
         for (name, step) in steps.iter() {
-            if !name.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') || name.value.is_empty() {
-                self.error(flow, name.position, format!("step name `{}` may only use letters, digits, `_` and `-`", name.value));
+            if !name
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                || name.value.is_empty()
+            {
+                self.error(
+                    flow,
+                    name.position,
+                    format!(
+                        "step name `{}` may only use letters, digits, `_` and `-`",
+                        name.value
+                    ),
+                );
             }
             for (_, target) in step.value.edges() {
                 if steps.get(target).is_none() {
                     let hint = suggestion(target, &names);
-                    self.error(flow, target.position, format!("unknown step `{}`{hint}", target.value));
+                    self.error(
+                        flow,
+                        target.position,
+                        format!("unknown step `{}`{hint}", target.value),
+                    );
                 }
             }
             self.check_step(flow, name, step);
@@ -98,32 +135,64 @@ impl Validator<'_> {
                 let mut seen: BTreeMap<&str, Position> = BTreeMap::new();
                 for (key, _) in &menu.choices.0 {
                     if key.value.chars().count() != 1 || !MENU_KEYS.contains(key.value.as_str()) {
-                        self.error(flow, key.position, format!("menu key `{}` is not one of 0-9, * or #", key.value));
+                        self.error(
+                            flow,
+                            key.position,
+                            format!("menu key `{}` is not one of 0-9, * or #", key.value),
+                        );
                     }
                     if let Some(first) = seen.insert(&key.value, key.position) {
-                        self.error(flow, key.position, format!("duplicate menu key `{}` (first used at line {})", key.value, first.line));
+                        self.error(
+                            flow,
+                            key.position,
+                            format!(
+                                "duplicate menu key `{}` (first used at line {})",
+                                key.value, first.line
+                            ),
+                        );
                     }
                 }
                 if menu.choices.0.is_empty() {
-                    self.error(flow, step.position, format!("menu `{}` has no choices", name.value));
+                    self.error(
+                        flow,
+                        step.position,
+                        format!("menu `{}` has no choices", name.value),
+                    );
                 }
                 self.check_attempts(flow, step.position, menu.attempts);
             }
             Step::Gather(g) => {
                 if g.max_digits == 0 || g.max_digits > 64 || g.min_digits > g.max_digits {
-                    self.error(flow, step.position, format!(
-                        "gather `{}`: need 1 ≤ min_digits ({}) ≤ max_digits ({}) ≤ 64", name.value, g.min_digits, g.max_digits));
+                    self.error(
+                        flow,
+                        step.position,
+                        format!(
+                            "gather `{}`: need 1 ≤ min_digits ({}) ≤ max_digits ({}) ≤ 64",
+                            name.value, g.min_digits, g.max_digits
+                        ),
+                    );
                 }
                 if let Some(t) = &g.terminator
                     && (t.value.0.chars().count() != 1 || !MENU_KEYS.contains(t.value.0.as_str()))
                 {
-                    self.error(flow, t.position, format!("terminator `{}` is not one of 0-9, * or #", t.value));
+                    self.error(
+                        flow,
+                        t.position,
+                        format!("terminator `{}` is not one of 0-9, * or #", t.value),
+                    );
                 }
                 if let Some(p) = &g.pattern {
                     self.compile(flow, p);
                 }
                 if !template::is_variable_name(&g.store) || g.store.starts_with("call.") {
-                    self.error(flow, g.store.position, format!("`{}` is not a variable name you can store into", g.store.value));
+                    self.error(
+                        flow,
+                        g.store.position,
+                        format!(
+                            "`{}` is not a variable name you can store into",
+                            g.store.value
+                        ),
+                    );
                 }
                 self.check_attempts(flow, step.position, g.attempts);
             }
@@ -131,12 +200,20 @@ impl Validator<'_> {
             Step::Set(s) => {
                 for (var, value) in &s.values {
                     if !template::is_variable_name(var) || var.starts_with("call.") {
-                        self.error(flow, value.position, format!("`{var}` is not a variable name you can set"));
+                        self.error(
+                            flow,
+                            value.position,
+                            format!("`{var}` is not a variable name you can set"),
+                        );
                     }
                 }
                 for var in &s.increment {
                     if !template::is_variable_name(var) || var.starts_with("call.") {
-                        self.error(flow, var.position, format!("`{}` is not a variable name you can set", var.value));
+                        self.error(
+                            flow,
+                            var.position,
+                            format!("`{}` is not a variable name you can set", var.value),
+                        );
                     }
                 }
             }
@@ -145,7 +222,11 @@ impl Validator<'_> {
                     for p in condition::patterns(&case.when) {
                         self.compile(flow, p);
                     }
-                    if case.when.var.is_none() && case.when.all.is_empty() && case.when.any.is_empty() && case.when.not.is_none() {
+                    if case.when.var.is_none()
+                        && case.when.all.is_empty()
+                        && case.when.any.is_empty()
+                        && case.when.not.is_none()
+                    {
                         self.error(flow, case.next.position, "condition tests nothing: give `var` (with a comparison), `all`, `any` or `not`");
                     }
                 }
@@ -157,24 +238,43 @@ impl Validator<'_> {
             }
             Step::Lookup(l) => {
                 let needs: &[(&str, bool)] = match l.action {
-                    LookupAction::Verify => &[("customer", l.customer.is_some()), ("pin", l.pin.is_some())],
-                    LookupAction::Fetch | LookupAction::BlockCard => &[("customer", l.customer.is_some())],
+                    LookupAction::Verify => {
+                        &[("customer", l.customer.is_some()), ("pin", l.pin.is_some())]
+                    }
+                    LookupAction::Fetch | LookupAction::BlockCard => {
+                        &[("customer", l.customer.is_some())]
+                    }
                     LookupAction::FetchByCaller => &[],
                 };
                 for (field, present) in needs {
                     if !present {
-                        self.error(flow, step.position, format!("lookup `{}` needs `{field}`", name.value));
+                        self.error(
+                            flow,
+                            step.position,
+                            format!("lookup `{}` needs `{field}`", name.value),
+                        );
                     }
                 }
             }
             Step::Http(h) => {
                 let url = h.url.value.trim_start();
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    self.error(flow, h.url.position, "url must start with http:// or https://");
+                    self.error(
+                        flow,
+                        h.url.position,
+                        "url must start with http:// or https://",
+                    );
                 }
                 for pointer in h.extract.values() {
                     if !pointer.is_empty() && !pointer.starts_with('/') {
-                        self.error(flow, pointer.position, format!("`{}` is not a JSON pointer (start it with /)", pointer.value));
+                        self.error(
+                            flow,
+                            pointer.position,
+                            format!(
+                                "`{}` is not a JSON pointer (start it with /)",
+                                pointer.value
+                            ),
+                        );
                     }
                 }
             }
@@ -186,45 +286,83 @@ impl Validator<'_> {
                         {
                             let names: BTreeSet<&str> = known.iter().map(String::as_str).collect();
                             let hint = suggestion(queue, &names);
-                            self.error(flow, queue.position, format!("unknown queue `{}`{hint}", queue.value));
+                            self.error(
+                                flow,
+                                queue.position,
+                                format!("unknown queue `{}`{hint}", queue.value),
+                            );
                         }
                     }
                     None if q.skills.is_empty() => {
-                        self.error(flow, step.position, format!("queue `{}` needs `queue` or `skills`", name.value));
+                        self.error(
+                            flow,
+                            step.position,
+                            format!("queue `{}` needs `queue` or `skills`", name.value),
+                        );
                     }
                     None => {}
                 }
                 if let Some(d) = &q.exit_digit
                     && (d.value.0.chars().count() != 1 || !MENU_KEYS.contains(d.value.0.as_str()))
                 {
-                    self.error(flow, d.position, format!("exit_digit `{}` is not one of 0-9, * or #", d.value));
+                    self.error(
+                        flow,
+                        d.position,
+                        format!("exit_digit `{}` is not one of 0-9, * or #", d.value),
+                    );
                 }
             }
             Step::Record(r) => {
-                if r.stop_digit.value.0.chars().count() != 1 || !MENU_KEYS.contains(r.stop_digit.value.0.as_str()) {
-                    self.error(flow, r.stop_digit.position, format!("stop_digit `{}` is not one of 0-9, * or #", r.stop_digit.value));
+                if r.stop_digit.value.0.chars().count() != 1
+                    || !MENU_KEYS.contains(r.stop_digit.value.0.as_str())
+                {
+                    self.error(
+                        flow,
+                        r.stop_digit.position,
+                        format!(
+                            "stop_digit `{}` is not one of 0-9, * or #",
+                            r.stop_digit.value
+                        ),
+                    );
                 }
                 if r.max_length.0.is_zero() {
                     self.error(flow, step.position, "max_length must be more than zero");
                 }
             }
             Step::Language(l) => {
-                if !self.ctx.languages.is_empty() && !self.ctx.languages.iter().any(|x| x == &l.set.value) {
-                    self.error(flow, l.set.position, format!(
-                        "language `{}` is not configured (languages: {})", l.set.value, self.ctx.languages.join(", ")));
+                if !self.ctx.languages.is_empty()
+                    && !self.ctx.languages.iter().any(|x| x == &l.set.value)
+                {
+                    self.error(
+                        flow,
+                        l.set.position,
+                        format!(
+                            "language `{}` is not configured (languages: {})",
+                            l.set.value,
+                            self.ctx.languages.join(", ")
+                        ),
+                    );
                 }
             }
             Step::Goto(g) => match self.flows.get(&g.flow.value) {
                 None => {
                     let names: BTreeSet<&str> = self.flows.keys().map(String::as_str).collect();
                     let hint = suggestion(&g.flow, &names);
-                    self.error(flow, g.flow.position, format!("unknown flow `{}`{hint}", g.flow.value));
+                    self.error(
+                        flow,
+                        g.flow.position,
+                        format!("unknown flow `{}`{hint}", g.flow.value),
+                    );
                 }
                 Some(target) => {
                     if let Some(s) = &g.step
                         && target.def.steps.get(s).is_none()
                     {
-                        self.error(flow, s.position, format!("flow `{}` has no step `{}`", g.flow.value, s.value));
+                        self.error(
+                            flow,
+                            s.position,
+                            format!("flow `{}` has no step `{}`", g.flow.value, s.value),
+                        );
                     }
                 }
             },
@@ -234,7 +372,11 @@ impl Validator<'_> {
 
     fn check_attempts(&mut self, flow: &Flow, position: Position, attempts: u32) {
         if attempts == 0 || attempts > 10 {
-            self.error(flow, position, format!("attempts must be 1 to 10, not {attempts}"));
+            self.error(
+                flow,
+                position,
+                format!("attempts must be 1 to 10, not {attempts}"),
+            );
         }
     }
 
@@ -242,14 +384,26 @@ impl Validator<'_> {
         if self.regexes.contains_key(&pattern.value) {
             return;
         }
-        match regex::RegexBuilder::new(&pattern.value).size_limit(1 << 20).build() {
+        match regex::RegexBuilder::new(&pattern.value)
+            .size_limit(1 << 20)
+            .build()
+        {
             Ok(re) => {
                 self.regexes.insert(pattern.value.clone(), re);
             }
             Err(e) => {
                 let text = e.to_string();
-                let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("invalid").trim();
-                self.error(flow, pattern.position, format!("invalid regular expression `{}`: {last}", pattern.value));
+                let last = text
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("invalid")
+                    .trim();
+                self.error(
+                    flow,
+                    pattern.position,
+                    format!("invalid regular expression `{}`: {last}", pattern.value),
+                );
             }
         }
     }
@@ -265,14 +419,24 @@ impl Validator<'_> {
         match &item.value {
             PlayItem::Prompt(name) => {
                 if !valid_prompt_name(name) {
-                    self.error(flow, item.position, format!("prompt name `{name}` may only use letters, digits, `_` and `-`"));
+                    self.error(
+                        flow,
+                        item.position,
+                        format!("prompt name `{name}` may only use letters, digits, `_` and `-`"),
+                    );
                     return;
                 }
                 for lang in &languages {
                     if !self.prompt_exists(&dir, lang, name) {
                         let expected = dir.join(lang).join(format!("{name}.wav"));
-                        self.error(flow, item.position, format!(
-                            "prompt `{name}` is missing for language `{lang}` (expected {})", expected.display()));
+                        self.error(
+                            flow,
+                            item.position,
+                            format!(
+                                "prompt `{name}` is missing for language `{lang}` (expected {})",
+                                expected.display()
+                            ),
+                        );
                     }
                 }
             }
@@ -284,15 +448,28 @@ impl Validator<'_> {
                         .filter(|f| !self.prompt_exists(&dir, lang, f))
                         .collect();
                     if !missing.is_empty() {
-                        self.error(flow, item.position, format!(
-                            "{} needs fragments missing for language `{lang}`: {}", kind.key(), missing.join(", ")));
+                        self.error(
+                            flow,
+                            item.position,
+                            format!(
+                                "{} needs fragments missing for language `{lang}`: {}",
+                                kind.key(),
+                                missing.join(", ")
+                            ),
+                        );
                     }
                 }
             }
         }
     }
 
-    fn check_say_literal(&mut self, flow: &Flow, position: Position, kind: crate::model::SayKind, value: &str) {
+    fn check_say_literal(
+        &mut self,
+        flow: &Flow,
+        position: Position,
+        kind: crate::model::SayKind,
+        value: &str,
+    ) {
         match template::variables_in(value) {
             Ok(vars) if vars.is_empty() => {
                 if let Err(e) = speech::fragments(kind, value, "en") {
@@ -321,7 +498,12 @@ impl Validator<'_> {
                 continue;
             }
             if let Some(step) = steps.get(name) {
-                todo.extend(step.value.edges().into_iter().map(|(_, t)| t.value.as_str()));
+                todo.extend(
+                    step.value
+                        .edges()
+                        .into_iter()
+                        .map(|(_, t)| t.value.as_str()),
+                );
             }
         }
         let unreachable: Vec<(Position, String)> = steps
@@ -330,7 +512,14 @@ impl Validator<'_> {
             .map(|(k, _)| (k.position, k.value.clone()))
             .collect();
         for (position, name) in unreachable {
-            self.error(flow, position, format!("step `{name}` is unreachable from start `{}`", flow.def.start.value));
+            self.error(
+                flow,
+                position,
+                format!(
+                    "step `{name}` is unreachable from start `{}`",
+                    flow.def.start.value
+                ),
+            );
         }
     }
 
@@ -338,8 +527,10 @@ impl Validator<'_> {
     fn check_variables(&mut self, flow: &Flow) {
         let steps = &flow.def.steps;
         // None = not yet reached (the "everything" of a must-analysis).
-        let mut set_before: BTreeMap<&str, Option<BTreeSet<String>>> =
-            steps.iter().map(|(k, _)| (k.value.as_str(), None)).collect();
+        let mut set_before: BTreeMap<&str, Option<BTreeSet<String>>> = steps
+            .iter()
+            .map(|(k, _)| (k.value.as_str(), None))
+            .collect();
         let builtin: BTreeSet<String> = builtin_set();
         if let Some(slot) = set_before.get_mut(flow.def.start.value.as_str()) {
             *slot = Some(builtin.clone());
@@ -351,11 +542,15 @@ impl Validator<'_> {
             changed = false;
             rounds += 1;
             for (name, step) in steps.iter() {
-                let Some(Some(incoming)) = set_before.get(name.value.as_str()).cloned() else { continue };
+                let Some(Some(incoming)) = set_before.get(name.value.as_str()).cloned() else {
+                    continue;
+                };
                 for (label, target) in step.value.edges() {
                     let mut out = incoming.clone();
                     out.extend(sets_on_edge(&step.value, label));
-                    let Some(slot) = set_before.get_mut(target.value.as_str()) else { continue };
+                    let Some(slot) = set_before.get_mut(target.value.as_str()) else {
+                        continue;
+                    };
                     let merged = match slot {
                         None => out,
                         Some(existing) => existing.intersection(&out).cloned().collect(),
@@ -369,11 +564,18 @@ impl Validator<'_> {
         }
         let mut warnings = Vec::new();
         for (name, step) in steps.iter() {
-            let Some(Some(known)) = set_before.get(name.value.as_str()) else { continue };
+            let Some(Some(known)) = set_before.get(name.value.as_str()) else {
+                continue;
+            };
             for (var, position) in reads_of(&step.value) {
-                let prefix_known = known.iter().any(|k| k.ends_with(".*") && var.starts_with(&k[..k.len() - 1]));
+                let prefix_known = known
+                    .iter()
+                    .any(|k| k.ends_with(".*") && var.starts_with(&k[..k.len() - 1]));
                 if !known.contains(&var) && !prefix_known {
-                    warnings.push((position, format!("variable `{var}` may be read before any step sets it")));
+                    warnings.push((
+                        position,
+                        format!("variable `{var}` may be read before any step sets it"),
+                    ));
                 }
             }
         }
@@ -404,7 +606,11 @@ impl Validator<'_> {
                 if let Step::Goto(g) = &step.value
                     && let Some(target) = self.flows.get(&g.flow.value)
                 {
-                    let s = g.step.as_ref().map(|s| s.value.clone()).unwrap_or_else(|| target.def.start.value.clone());
+                    let s = g
+                        .step
+                        .as_ref()
+                        .map(|s| s.value.clone())
+                        .unwrap_or_else(|| target.def.start.value.clone());
                     next.push(((target.name.clone(), s), g.flow.position));
                 }
                 graph.insert(node, next);
@@ -441,8 +647,13 @@ impl Validator<'_> {
                     }
                     1 => {
                         let start = stack.iter().position(|(n, _)| n == target).unwrap_or(0);
-                        let mut cycle: Vec<Node> = stack[start..].iter().map(|(n, _)| n.clone()).collect();
-                        let path = cycle.iter().map(|(f, s)| format!("{f}.{s}")).collect::<Vec<_>>().join(" → ");
+                        let mut cycle: Vec<Node> =
+                            stack[start..].iter().map(|(n, _)| n.clone()).collect();
+                        let path = cycle
+                            .iter()
+                            .map(|(f, s)| format!("{f}.{s}"))
+                            .collect::<Vec<_>>()
+                            .join(" → ");
                         cycle.sort();
                         if reported.insert(cycle) {
                             let file = files.get(&node).map(|(f, _)| f.clone()).unwrap_or_default();
@@ -463,14 +674,22 @@ fn builtin_set() -> BTreeSet<String> {
 }
 
 fn valid_prompt_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// Variables a step sets when it leaves by the edge labelled `label`.
 fn sets_on_edge(step: &Step, label: &str) -> Vec<String> {
     match step {
         Step::Gather(g) if label == "next" => vec![g.store.value.clone()],
-        Step::Set(s) => s.values.keys().cloned().chain(s.increment.iter().map(|v| v.value.clone())).collect(),
+        Step::Set(s) => s
+            .values
+            .keys()
+            .cloned()
+            .chain(s.increment.iter().map(|v| v.value.clone()))
+            .collect(),
         Step::Lookup(l) if label == "on_found" => vec![format!("{}.*", l.store)],
         Step::Http(h) if label == "next" => h.extract.keys().cloned().collect(),
         Step::Record(r) => vec![r.store.clone()],
@@ -486,10 +705,18 @@ fn templates_of(step: &Step) -> Vec<(&str, Position)> {
     let mut out: Vec<(&str, Position)> = Vec::new();
     match step {
         Step::Set(s) => s.values.values().for_each(|l| add(&mut out, l)),
-        Step::Lookup(l) => [&l.customer, &l.pin, &l.card].into_iter().flatten().for_each(|l| add(&mut out, l)),
+        Step::Lookup(l) => [&l.customer, &l.pin, &l.card]
+            .into_iter()
+            .flatten()
+            .for_each(|l| add(&mut out, l)),
         Step::Http(h) => {
             add(&mut out, &h.url);
-            for text in h.headers.values().map(String::as_str).chain(h.body.iter().flat_map(template::json_strings)) {
+            for text in h
+                .headers
+                .values()
+                .map(String::as_str)
+                .chain(h.body.iter().flat_map(template::json_strings))
+            {
                 out.push((text, h.url.position));
             }
         }
@@ -545,7 +772,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.iter().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }
