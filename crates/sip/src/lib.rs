@@ -2,6 +2,7 @@
 //! transactions and endpoint, dialogs, digest authentication, the registrar, the client side
 //! (registration, outgoing calls), and a tokio driver with UDP and TCP transports.
 
+pub mod client;
 pub mod dialog;
 pub mod digest;
 pub mod driver;
