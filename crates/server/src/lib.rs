@@ -2,3 +2,6 @@
 //! and the ACD. This crate starts with the typed configuration every part reads.
 
 pub mod config;
+pub mod http;
+pub mod live;
+pub mod storage;
