@@ -1,0 +1,237 @@
+//! The tokio driver on real loopback sockets: a client registration against the registrar over
+//! UDP and TCP, TCP stream framing (several messages per segment, one message over several
+//! segments, responses on the same connection), and an outgoing call cancelled with CANCEL.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use santral_sip::client::{
+    CallConfig, CallEvent, Credentials, OutgoingCall, Registration, RegistrationConfig,
+    RegistrationEvent,
+};
+use santral_sip::driver::{self, Listen, SipEvents, SipHandle};
+use santral_sip::registrar::{Registrar, RegistrarConfig};
+use santral_sip::{EndpointConfig, Event, Message, Method, TransportKind};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+async fn start(listen: &[(TransportKind, &str)]) -> (SipHandle, SipEvents) {
+    let listen: Vec<Listen> = listen
+        .iter()
+        .map(|(transport, addr)| Listen {
+            transport: *transport,
+            addr: addr.parse().unwrap(),
+        })
+        .collect();
+    driver::start(EndpointConfig::default(), &listen)
+        .await
+        .unwrap()
+}
+
+/// Runs a registrar on `handle`'s events until the task is aborted.
+fn spawn_registrar(handle: SipHandle, mut events: SipEvents) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut registrar = Registrar::new(
+            RegistrarConfig::default(),
+            [("2001".to_string(), "secret2001".to_string())],
+        );
+        while let Some(event) = events.next().await {
+            if let Event::Request { id, request, peer } = event {
+                let response = match request.method() {
+                    Some(Method::Register) => {
+                        registrar
+                            .handle_register(Instant::now(), &request, peer)
+                            .response
+                    }
+                    _ => santral_sip::registrar::options_response(&request, "srv"),
+                };
+                let _ = handle.respond(id, response).await;
+            }
+        }
+    })
+}
+
+async fn register_once(transport: TransportKind, server: SocketAddr) -> u32 {
+    let (client, mut events) = start(&[(transport, "127.0.0.1:0")]).await;
+    let local = client.local_addr(transport).unwrap();
+    let mut registration = Registration::new(
+        RegistrationConfig {
+            registrar_uri: format!("sip:{server}"),
+            aor: format!("sip:2001@{}", server.ip()),
+            contact: format!("sip:2001@{local}"),
+            expires: 120,
+            credentials: Credentials {
+                username: "2001".into(),
+                password: "secret2001".into(),
+            },
+            retry_after: Duration::from_secs(30),
+        },
+        Instant::now(),
+    );
+    let mut request = registration.poll_request(Instant::now()).unwrap();
+    client
+        .send_request(request.clone(), transport, server)
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        let event = timeout(WAIT, events.next()).await.unwrap().unwrap();
+        let Event::Response { response, .. } = event else {
+            panic!("unexpected {event:?}");
+        };
+        match registration.handle_response(Instant::now(), &request, &response) {
+            RegistrationEvent::Send(next) => {
+                request = next;
+                client
+                    .send_request(request.clone(), transport, server)
+                    .await
+                    .unwrap();
+            }
+            RegistrationEvent::Registered { expires } => return expires,
+            other => panic!("registration failed: {other:?}"),
+        }
+    }
+    panic!("no final answer")
+}
+
+#[tokio::test]
+async fn client_registers_over_udp_and_tcp() {
+    let (server, events) = start(&[
+        (TransportKind::Udp, "127.0.0.1:0"),
+        (TransportKind::Tcp, "127.0.0.1:0"),
+    ])
+    .await;
+    let udp = server.local_addr(TransportKind::Udp).unwrap();
+    let tcp = server.local_addr(TransportKind::Tcp).unwrap();
+    let task = spawn_registrar(server.clone(), events);
+    assert_eq!(register_once(TransportKind::Udp, udp).await, 120);
+    assert_eq!(register_once(TransportKind::Tcp, tcp).await, 120);
+    task.abort();
+}
+
+fn options(branch: &str, body: &str) -> String {
+    format!(
+        "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch={branch}\r\n\
+Max-Forwards: 70\r\nFrom: <sip:t@127.0.0.1>;tag={branch}\r\nTo: <sip:127.0.0.1>\r\n\
+Call-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+async fn read_responses(stream: &mut tokio::net::TcpStream, count: usize) -> Vec<Message> {
+    let mut framer = santral_sip::transport::StreamFramer::new(Default::default());
+    let mut out = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while out.len() < count {
+        let n = timeout(WAIT, stream.read(&mut buffer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "connection closed early");
+        framer.push(&buffer[..n]);
+        while let Some(bytes) = framer.next_message().unwrap() {
+            out.push(Message::parse(&bytes).unwrap());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn tcp_framing_and_responses_on_the_same_connection() {
+    let (server, events) = start(&[(TransportKind::Tcp, "127.0.0.1:0")]).await;
+    let tcp = server.local_addr(TransportKind::Tcp).unwrap();
+    let task = spawn_registrar(server.clone(), events);
+    let mut stream = tokio::net::TcpStream::connect(tcp).await.unwrap();
+    // Two messages in one segment.
+    let both = format!(
+        "{}{}",
+        options("z9hG4bKone", "x"),
+        options("z9hG4bKtwo", "")
+    );
+    stream.write_all(both.as_bytes()).await.unwrap();
+    let got = read_responses(&mut stream, 2).await;
+    let mut ids: Vec<_> = got
+        .iter()
+        .map(|m| m.call_id().unwrap().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec!["z9hG4bKone", "z9hG4bKtwo"]);
+    assert!(got.iter().all(|m| m.status() == Some(200)));
+    // One message over many segments.
+    let whole = options("z9hG4bKthree", "hello");
+    for chunk in whole.as_bytes().chunks(11) {
+        stream.write_all(chunk).await.unwrap();
+        stream.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let got = read_responses(&mut stream, 1).await;
+    assert_eq!(got[0].call_id(), Some("z9hG4bKthree"));
+    assert_eq!(got[0].header("Allow"), Some(santral_sip::registrar::ALLOW));
+    task.abort();
+}
+
+#[tokio::test]
+async fn outgoing_call_is_cancelled() {
+    let (callee, mut callee_events) = start(&[(TransportKind::Udp, "127.0.0.1:0")]).await;
+    let callee_addr = callee.local_addr(TransportKind::Udp).unwrap();
+    let callee_task = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(event) = callee_events.next().await {
+            match event {
+                Event::Request { id, request, .. } if request.method() == Some(&Method::Invite) => {
+                    let mut ringing = Message::response_to(&request, 180, "Ringing");
+                    ringing.set_to_tag("callee");
+                    ringing.push_header("Contact", format!("<sip:2001@{}>", "127.0.0.1"));
+                    callee.respond(id, ringing).await.unwrap();
+                    seen.push("invite");
+                }
+                Event::Cancelled { .. } => {
+                    seen.push("cancelled");
+                    return seen;
+                }
+                _ => {}
+            }
+        }
+        seen
+    });
+
+    let (caller, mut events) = start(&[(TransportKind::Udp, "127.0.0.1:0")]).await;
+    let local = caller.local_addr(TransportKind::Udp).unwrap();
+    let (mut call, invite) = OutgoingCall::new(CallConfig {
+        target: format!("sip:2001@{callee_addr}"),
+        from: format!("sip:santral@{}", local.ip()),
+        to: format!("sip:2001@{}", callee_addr.ip()),
+        contact: format!("sip:santral@{local}"),
+        sdp: None,
+        credentials: None,
+    });
+    let invite_id = caller
+        .send_request(invite.clone(), TransportKind::Udp, callee_addr)
+        .await
+        .unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let event = timeout(WAIT, events.next()).await.unwrap().unwrap();
+        let Event::Response { id, response } = event else {
+            continue;
+        };
+        let status = response.status().unwrap();
+        statuses.push((response.cseq().unwrap().1.to_string(), status));
+        if id == invite_id {
+            match call.handle_response(&invite, &response) {
+                Some(CallEvent::Progress { status: 180 }) => {
+                    assert!(call.cancel());
+                    caller.cancel(invite_id).await.unwrap();
+                }
+                Some(CallEvent::Failed { status: 487 }) => break,
+                _ => {}
+            }
+        }
+    }
+    assert!(statuses.contains(&("INVITE".to_string(), 180)));
+    assert!(statuses.contains(&("CANCEL".to_string(), 200)));
+    assert!(statuses.contains(&("INVITE".to_string(), 487)));
+    let seen = timeout(WAIT, callee_task).await.unwrap().unwrap();
+    assert_eq!(seen, vec!["invite", "cancelled"]);
+}
