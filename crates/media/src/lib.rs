@@ -13,3 +13,5 @@ pub mod rtcp;
 pub mod quality;
 pub mod port;
 pub mod pacer;
+pub mod prompt;
+pub mod session;

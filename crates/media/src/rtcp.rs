@@ -266,9 +266,9 @@ pub fn looks_like_rtcp(datagram: &[u8]) -> bool {
     datagram.len() >= 8 && (192..=223).contains(&datagram[1])
 }
 
-/// Parses only the fixed RTP header with `rtc-rtp` (no CSRC/extension copying for plain
-/// packets), returning it and the payload offset.
-pub fn parse_rtp_header(datagram: &[u8]) -> Result<(RtpHeader, usize), String> {
+/// Parses the RTP header with `rtc-rtp` (nothing is allocated for plain packets without CSRCs
+/// or extensions), returning it and the payload's byte range in `datagram`.
+pub fn parse_rtp_header(datagram: &[u8]) -> Result<(RtpHeader, std::ops::Range<usize>), String> {
     use rtc_shared::marshal::{MarshalSize as _, Unmarshal as _};
     let mut buf = datagram;
     let header = RtpHeader::unmarshal(&mut buf).map_err(|e| e.to_string())?;
@@ -287,7 +287,7 @@ pub fn parse_rtp_header(datagram: &[u8]) -> Result<(RtpHeader, usize), String> {
     if offset > end {
         return Err("RTP header longer than packet".to_owned());
     }
-    Ok((header, end - offset))
+    Ok((header, offset..end))
 }
 
 #[cfg(test)]
@@ -376,6 +376,6 @@ mod tests {
         assert!(parse_rtp_header(&packet).is_err(), "padding 9 > payload");
         packet.pop();
         packet.push(2);
-        assert_eq!(parse_rtp_header(&packet).map(|(_, len)| len), Ok(1));
+        assert_eq!(parse_rtp_header(&packet).map(|(_, range)| range), Ok(12..13));
     }
 }

@@ -1,0 +1,256 @@
+//! MediaSession behaviour in virtual time, two sessions wired back to back in memory.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use santral_media::codec::{Codec, FRAME_SAMPLES};
+use santral_media::jitter::JitterConfig;
+use santral_media::prompt::{EncodedPrompt, PcmAudio, Playlist};
+use santral_media::sdp::Direction;
+use santral_media::session::{MediaEvent, MediaSession, SessionConfig, StopReason};
+use santral_media::telephone_event::{DtmfDigit, DtmfEvent, DtmfSource};
+use santral_media::tone::{ToneKind, ToneRegion};
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+fn config(ssrc: u32, remote: &str, telephone_event: Option<u8>) -> SessionConfig {
+    SessionConfig {
+        local_ssrc: ssrc,
+        codec: Codec::Pcmu,
+        payload_type: 0,
+        telephone_event_payload_type: telephone_event,
+        remote_rtp: Some(addr(remote)),
+        remote_rtcp: None,
+        direction: Direction::SendRecv,
+        symmetric_rtp: true,
+        inband_dtmf: true,
+        jitter: JitterConfig::default(),
+        initial_sequence: 65500,
+        initial_timestamp: 1000,
+        rtcp_interval: Duration::from_secs(5),
+    }
+}
+
+fn tone_prompt(frequency: f64, frames: usize) -> Arc<EncodedPrompt> {
+    let samples = (0..frames * FRAME_SAMPLES)
+        .map(|n| (8000.0 * (2.0 * std::f64::consts::PI * frequency * n as f64 / 8000.0).sin()) as i16)
+        .collect();
+    Arc::new(EncodedPrompt::encode("tone", Codec::Pcmu, &PcmAudio { sample_rate: 8000, samples }, None))
+}
+
+struct Pair {
+    a: MediaSession,
+    b: MediaSession,
+    now: Instant,
+    a_addr: SocketAddr,
+    b_addr: SocketAddr,
+}
+
+impl Pair {
+    fn new(telephone_event: Option<u8>) -> Pair {
+        let now = Instant::now();
+        Pair {
+            a: MediaSession::new(config(0xA, "127.0.0.1:4002", telephone_event), now),
+            b: MediaSession::new(config(0xB, "127.0.0.1:4000", telephone_event), now),
+            now,
+            a_addr: addr("127.0.0.1:4000"),
+            b_addr: addr("127.0.0.1:4002"),
+        }
+    }
+
+    /// One 20 ms period: both sessions tick, packets cross instantly.
+    fn step(&mut self) -> (Vec<i16>, Vec<i16>) {
+        self.now += Duration::from_millis(20);
+        let now = self.now;
+        let from_a = self.a.tick(now).map(|t| t.payload.to_vec());
+        let from_b = self.b.tick(now).map(|t| t.payload.to_vec());
+        if let Some(packet) = from_a {
+            let _ = self.b.handle_rtp(now, self.a_addr, &packet);
+        }
+        if let Some(packet) = from_b {
+            let _ = self.a.handle_rtp(now, self.b_addr, &packet);
+        }
+        (self.a.received_frame().to_vec(), self.b.received_frame().to_vec())
+    }
+
+    fn events(session: &mut MediaSession) -> Vec<MediaEvent> {
+        std::iter::from_fn(|| session.poll_event()).collect()
+    }
+}
+
+#[test]
+fn playlist_plays_in_order_and_reports_finish() {
+    let mut pair = Pair::new(Some(101));
+    let first = tone_prompt(500.0, 10);
+    let second = tone_prompt(1000.0, 5);
+    let id = pair.a.play(Playlist::new(vec![first.clone(), second.clone()]), false);
+    let mut heard = Vec::new();
+    for _ in 0..25 {
+        let (_, b_heard) = pair.step();
+        heard.extend(b_heard);
+    }
+    let events = Pair::events(&mut pair.a);
+    assert!(events.contains(&MediaEvent::PlaybackFinished { id }), "{events:?}");
+    // B hears the two prompts back to back, bit-exact after G.711 (PCM came from the cache).
+    let expected: Vec<i16> = first.pcm().iter().chain(second.pcm()).map(|&s| santral_media::g711::ulaw_decode(santral_media::g711::ulaw_encode(s))).collect();
+    let start = heard.windows(expected.len().min(320)).position(|w| w == &expected[..w.len()]);
+    assert!(start.is_some(), "prompt audio not found in what B heard");
+}
+
+#[test]
+fn rfc4733_digit_from_a_is_one_press_at_b_and_barges_in() {
+    let mut pair = Pair::new(Some(101));
+    let id = pair.b.play(Playlist::new(vec![tone_prompt(400.0, 100)]), true);
+    for _ in 0..5 {
+        pair.step();
+    }
+    let five = DtmfDigit::from_char('5').unwrap_or_else(|| unreachable!());
+    assert!(pair.a.send_dtmf(five, 100));
+    for _ in 0..15 {
+        pair.step();
+    }
+    let events = Pair::events(&mut pair.b);
+    let presses: Vec<_> = events.iter().filter(|e| matches!(e, MediaEvent::Dtmf(DtmfEvent::Pressed { .. }))).collect();
+    assert_eq!(presses, [&MediaEvent::Dtmf(DtmfEvent::Pressed { digit: five, source: DtmfSource::Rfc4733 })]);
+    assert!(events.contains(&MediaEvent::PlaybackStopped { id, reason: StopReason::BargeIn(five) }), "{events:?}");
+    assert!(events.contains(&MediaEvent::Dtmf(DtmfEvent::Released { digit: five, source: DtmfSource::Rfc4733, duration_ms: 100 })));
+    assert!(Pair::events(&mut pair.a).contains(&MediaEvent::DtmfSent { digit: five }));
+}
+
+#[test]
+fn without_telephone_event_digits_go_in_band_and_are_detected() {
+    let mut pair = Pair::new(None);
+    for key in ['1', '9', '#'] {
+        pair.a.send_dtmf(DtmfDigit::from_char(key).unwrap_or_else(|| unreachable!()), 80);
+    }
+    for _ in 0..40 {
+        pair.step();
+    }
+    let pressed: String = Pair::events(&mut pair.b)
+        .into_iter()
+        .filter_map(|e| match e {
+            MediaEvent::Dtmf(DtmfEvent::Pressed { digit, source: DtmfSource::InBand }) => Some(digit.as_char()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pressed, "19#");
+}
+
+#[test]
+fn symmetric_rtp_follows_the_real_source_and_new_ssrc_is_accepted() {
+    let mut pair = Pair::new(Some(101));
+    pair.a_addr = addr("127.0.0.77:5555"); // A is "behind NAT"
+    for _ in 0..3 {
+        pair.step();
+    }
+    assert_eq!(pair.b.remote_rtp(), Some(addr("127.0.0.77:5555")));
+    let events = Pair::events(&mut pair.b);
+    assert!(events.contains(&MediaEvent::RemoteAddressChanged(addr("127.0.0.77:5555"))));
+
+    // A gateway switches streams: same address, new SSRC, new sequence space.
+    let now = pair.now + Duration::from_millis(20);
+    let mut packet = vec![0x80, 0, 0x12, 0x34, 0, 0, 0x10, 0, 0xCA, 0xFE, 0xBA, 0xBE];
+    packet.extend_from_slice(&[0xFF; 160]);
+    assert_eq!(pair.b.handle_rtp(now, pair.a_addr, &packet), Ok(()));
+    assert_eq!(pair.b.remote_ssrc(), Some(0xCAFEBABE));
+    assert!(Pair::events(&mut pair.b).contains(&MediaEvent::RemoteSsrcChanged { old: 0xA, new: 0xCAFEBABE }));
+}
+
+#[test]
+fn hold_stops_sending_but_keeps_receiving() {
+    let mut pair = Pair::new(Some(101));
+    let mut media = santral_media::sdp::NegotiatedMedia {
+        codec: Codec::Pcmu,
+        payload_type: 0,
+        telephone_event_payload_type: Some(101),
+        remote_rtp: addr("127.0.0.1:4002"),
+        remote_rtcp: addr("127.0.0.1:4003"),
+        ptime_ms: 20,
+        direction: Direction::RecvOnly,
+    };
+    pair.a.renegotiate(&media);
+    pair.now += Duration::from_millis(20);
+    assert!(pair.a.tick(pair.now).is_none(), "recvonly: nothing sent");
+    assert!(pair.b.tick(pair.now).is_some());
+    media.direction = Direction::SendRecv;
+    pair.a.renegotiate(&media);
+    pair.now += Duration::from_millis(20);
+    assert!(pair.a.tick(pair.now).is_some());
+}
+
+#[test]
+fn tones_and_music_on_hold() {
+    let mut pair = Pair::new(Some(101));
+    pair.a.play_tone(ToneKind::Beep);
+    for _ in 0..12 {
+        pair.step();
+    }
+    assert!(Pair::events(&mut pair.a).contains(&MediaEvent::ToneFinished));
+    pair.a.play_tone(ToneKind::Ringback(ToneRegion::Europe));
+    let music = tone_prompt(300.0, 3);
+    pair.a.play_music(music);
+    // Music loops: after 10 frames of a 3-frame file B still hears it.
+    let mut loud_frames = 0;
+    for _ in 0..12 {
+        let (_, heard) = pair.step();
+        if heard.iter().map(|s| (*s as i64).abs()).max().unwrap_or(0) > 4000 {
+            loud_frames += 1;
+        }
+    }
+    assert!(loud_frames >= 9, "{loud_frames}");
+}
+
+#[test]
+fn rtcp_reports_give_round_trip_and_quality() {
+    let mut pair = Pair::new(Some(101));
+    // RTCP takes 40 ms each way: reports are queued and delivered when due.
+    let mut in_flight: Vec<(Instant, bool, Vec<u8>)> = Vec::new();
+    for _ in 0..600 {
+        pair.step();
+        let now = pair.now;
+        if let Some(t) = pair.a.poll_rtcp(now) {
+            in_flight.push((now + Duration::from_millis(40), true, t.payload.to_vec()));
+        }
+        if let Some(t) = pair.b.poll_rtcp(now) {
+            in_flight.push((now + Duration::from_millis(40), false, t.payload.to_vec()));
+        }
+        for (_, to_b, bytes) in in_flight.iter().filter(|(due, _, _)| *due <= now) {
+            let result = if *to_b {
+                pair.b.handle_rtcp(now, addr("127.0.0.1:4001"), bytes)
+            } else {
+                pair.a.handle_rtcp(now, addr("127.0.0.1:4003"), bytes)
+            };
+            assert!(result.is_ok(), "{result:?}");
+        }
+        in_flight.retain(|(due, _, _)| *due > now);
+    }
+    let rtt = pair.a.round_trip();
+    let rtt = rtt.unwrap_or_default();
+    assert!(rtt >= Duration::from_millis(79) && rtt <= Duration::from_millis(81), "rtt {rtt:?}");
+    let quality = pair.b.quality();
+    assert_eq!(quality.packets_lost, 0);
+    assert!(quality.packets_expected > 550);
+    assert!(quality.mos > 4.2, "{quality:?}");
+}
+
+#[test]
+fn malformed_and_foreign_packets_are_errors_not_panics() {
+    let mut pair = Pair::new(Some(101));
+    let now = pair.now;
+    assert!(pair.b.handle_rtp(now, pair.a_addr, &[]).is_err());
+    assert!(pair.b.handle_rtp(now, pair.a_addr, &[0x80, 0x00, 0x00]).is_err());
+    let mut pt18 = vec![0x80, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+    pt18.extend_from_slice(&[0; 20]);
+    assert!(pair.b.handle_rtp(now, pair.a_addr, &pt18).is_err());
+    let bad_event = [0x80, 101, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 99, 0, 0, 0];
+    assert!(pair.b.handle_rtp(now, pair.a_addr, &bad_event).is_err());
+    assert!(pair.b.handle_rtcp(now, pair.a_addr, &[1, 2, 3]).is_err());
+    for len in 0..40 {
+        let junk: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+        let _ = pair.b.handle_rtp(now, pair.a_addr, &junk);
+        let _ = pair.b.handle_rtcp(now, pair.a_addr, &junk);
+    }
+}
