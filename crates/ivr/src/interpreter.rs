@@ -334,6 +334,11 @@ impl Call {
             .unwrap_or(&self.info.language)
     }
 
+    /// The flow set this call runs on.
+    pub fn flow_set(&self) -> &Arc<FlowSet> {
+        &self.set
+    }
+
     /// The flow set version this call runs on.
     pub fn flow_version(&self) -> u64 {
         self.set.version()
@@ -341,6 +346,32 @@ impl Call {
 
     pub fn current(&self) -> (&str, &str) {
         (&self.flow.name, &self.step)
+    }
+
+    /// Would a key press be used now (input, barge-in, a queue exit key, a recording stop)?
+    pub fn accepts_digits(&self) -> bool {
+        match &self.wait {
+            Wait::Collect(_) | Wait::Playing { barge_in: true, .. } => true,
+            Wait::Recording { stopping: false } => true,
+            Wait::Queued { connected: false } => {
+                matches!(self.step_def(), Some(Step::Queue(q)) if q.exit_digit.is_some())
+            }
+            _ => false,
+        }
+    }
+
+    /// Is the call gathering a secret (keys must not be shown or logged)?
+    pub fn collecting_secret(&self) -> bool {
+        matches!(self.wait, Wait::Collect(_)) && matches!(self.step_def(), Some(Step::Gather(g)) if g.secret)
+    }
+
+    /// Is a prompt playing that the host should report finished?
+    pub fn is_playing(&self) -> bool {
+        match &self.wait {
+            Wait::Playing { .. } | Wait::PromptThen(_) => true,
+            Wait::Collect(c) => c.phase == Phase::Prompting,
+            _ => false,
+        }
     }
 
     /// Why the flow hung up, if it did.
