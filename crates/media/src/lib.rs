@@ -15,3 +15,6 @@ pub mod port;
 pub mod pacer;
 pub mod prompt;
 pub mod session;
+pub mod recording;
+pub mod mixer;
+pub mod relay;
