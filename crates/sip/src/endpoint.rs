@@ -725,7 +725,7 @@ impl Endpoint {
     }
 }
 
-/// For a malformed request whose identifying headers are readable, the 400 (or 505/513/416)
+/// For a malformed request whose identifying headers are readable, the 400 (or 505/513)
 /// that tells the sender why; `None` when no response can be formed (then it is dropped).
 pub fn salvage_error_response(bytes: &[u8], error: &ParseError) -> Option<Message> {
     let text = std::str::from_utf8(bytes.get(..bytes.len().min(64 * 1024))?).ok()?;
@@ -767,7 +767,6 @@ pub fn salvage_error_response(bytes: &[u8], error: &ParseError) -> Option<Messag
     let reason = match error.status() {
         505 => "Version Not Supported".to_string(),
         513 => "Message Too Large".to_string(),
-        416 => "Unsupported URI Scheme".to_string(),
         _ => format!("Bad Request ({error})"),
     };
     // A reason phrase cannot carry CR/LF; the error text never does, but be certain.

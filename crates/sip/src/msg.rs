@@ -67,7 +67,6 @@ impl ParseError {
         match self {
             ParseError::Version(_) => 505,
             ParseError::TooLarge { .. } => 513,
-            ParseError::RequestUri(_) => 416,
             _ => 400,
         }
     }
@@ -190,8 +189,23 @@ impl Via {
             name: "Via",
             reason: reason.to_string(),
         };
-        let (protocol, rest) = value
-            .trim()
+        // LWS is allowed around the slashes of sent-protocol (RFC 4475 wsinv).
+        let mut compact = String::with_capacity(value.len());
+        let mut chars = value.trim().chars().peekable();
+        while let Some(c) = chars.next() {
+            if c.is_whitespace() {
+                let mut lookahead = chars.clone();
+                while lookahead.peek().is_some_and(|n| n.is_whitespace()) {
+                    lookahead.next();
+                }
+                if compact.ends_with('/') || lookahead.peek() == Some(&'/') {
+                    chars = lookahead;
+                    continue;
+                }
+            }
+            compact.push(c);
+        }
+        let (protocol, rest) = compact
             .split_once(|c: char| c == ' ' || c == '\t')
             .ok_or_else(|| bad("no sent-by"))?;
         let mut parts = protocol.split('/').map(str::trim);
@@ -273,10 +287,22 @@ impl NameAddr {
                 .find('>')
                 .map(|i| i + open)
                 .ok_or_else(|| bad("missing '>'"))?;
-            let display = value[..open].trim();
-            let display = display.trim_matches('"').trim();
-            if value[..open].trim().starts_with('"') && !value[..open].trim().ends_with('"') {
-                return Err(bad("unterminated quoted display name"));
+            let raw_display = value[..open].trim();
+            if raw_display.starts_with('"') {
+                if raw_display.len() < 2 || !raw_display.ends_with('"') {
+                    return Err(bad("unterminated quoted display name"));
+                }
+            } else if !raw_display
+                .bytes()
+                .all(|b| is_token_byte(b) || b == b' ' || b == b'\t')
+            {
+                // An unquoted display name is a sequence of tokens (RFC 4475 baddn).
+                return Err(bad("display name needs quotes"));
+            }
+            let display = raw_display.trim_matches('"').trim();
+            let inner = &value[open + 1..close];
+            if inner.trim() != inner {
+                return Err(bad("whitespace inside <>"));
             }
             (
                 (!display.is_empty()).then(|| display.to_string()),
@@ -286,6 +312,10 @@ impl NameAddr {
         } else {
             if value.contains('"') || value.contains('>') {
                 return Err(bad("unbalanced quotes or brackets"));
+            }
+            // addr-spec without <> cannot carry URI headers or commas (RFC 4475 regbadct).
+            if value.contains('?') || value.contains(',') {
+                return Err(bad("URI with headers must be in <>"));
             }
             // Without angle brackets, parameters belong to the header, not the URI.
             match value.find(';') {
@@ -716,6 +746,16 @@ impl Message {
             }
         }
         self.expires()?;
+        self.contacts()?;
+        if let Some(date) = self.header("Date") {
+            // RFC 3261 §20.17: GMT is the only time zone (RFC 4475 baddate).
+            if !date.trim_end().ends_with("GMT") {
+                return Err(ParseError::Header {
+                    name: "Date",
+                    reason: "time zone must be GMT".into(),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -1092,6 +1132,12 @@ fn validate_request_uri(uri: &str) -> Result<(), ParseError> {
     if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
         if uri.bytes().any(|b| b == b'<' || b == b'>' || b == b'"') {
             return Err(ParseError::RequestUri(truncate(uri)));
+        }
+        // Escaped headers are not allowed in a Request-URI (RFC 4475 escruri); a '?' in the
+        // user part is legal (intmeth).
+        let host_part = uri.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+        if host_part.contains('?') {
+            return Err(ParseError::RequestUri("URI headers in Request-URI".into()));
         }
         rsip::Uri::try_from(uri).map_err(|e| ParseError::RequestUri(e.to_string()))?;
     }
