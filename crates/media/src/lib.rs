@@ -18,3 +18,4 @@ pub mod session;
 pub mod recording;
 pub mod mixer;
 pub mod relay;
+pub mod driver;

@@ -1,0 +1,202 @@
+//! The thin tokio driver around [`MediaSession`]: binds the RTP/RTCP socket pair from the port
+//! allocator, feeds datagrams in, sends what the session emits on each shared pacer tick, and
+//! exchanges commands and events with the call task over channels.
+//!
+//! Per packet: one `recv_from` into a reused stack buffer, one `handle_rtp`, no allocation,
+//! no lock. Per tick: one `tick` and at most one `send_to`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use thiserror::Error;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, warn};
+
+use crate::codec::Frame;
+use crate::port::{PortAllocator, PortError, PortLease};
+use crate::prompt::{EncodedPrompt, Playlist};
+use crate::quality::QualitySummary;
+use crate::relay::RtpRelay;
+use crate::sdp::NegotiatedMedia;
+use crate::session::{MediaEvent, MediaSession};
+use crate::telephone_event::DtmfDigit;
+use crate::tone::ToneKind;
+
+#[derive(Debug, Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Ports(#[from] PortError),
+    #[error("cannot bind RTP sockets on {address}: {source}")]
+    Bind { address: IpAddr, source: std::io::Error },
+}
+
+/// A bound RTP (even) / RTCP (odd) socket pair, holding its port lease.
+#[derive(Debug)]
+pub struct RtpSockets {
+    pub rtp: UdpSocket,
+    pub rtcp: UdpSocket,
+    _lease: PortLease,
+}
+
+impl RtpSockets {
+    /// Binds the next free pair; pairs taken by other processes are skipped.
+    pub async fn bind(address: IpAddr, ports: &PortAllocator) -> Result<Self, DriverError> {
+        let mut last_error = None;
+        for _ in 0..ports.capacity() {
+            let lease = ports.allocate()?;
+            let rtp = UdpSocket::bind(SocketAddr::new(address, lease.rtp_port())).await;
+            let rtcp = UdpSocket::bind(SocketAddr::new(address, lease.rtcp_port())).await;
+            match (rtp, rtcp) {
+                (Ok(rtp), Ok(rtcp)) => return Ok(RtpSockets { rtp, rtcp, _lease: lease }),
+                (Err(e), _) | (_, Err(e)) => last_error = Some(e),
+            }
+        }
+        Err(DriverError::Bind {
+            address,
+            source: last_error.unwrap_or_else(|| std::io::Error::other("no port pairs")),
+        })
+    }
+
+    pub fn rtp_port(&self) -> u16 {
+        self.rtp.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+}
+
+/// What the call task can ask of its media.
+#[derive(Debug)]
+pub enum MediaCommand {
+    Play { playlist: Playlist, barge_in: bool, started: Option<oneshot::Sender<u64>> },
+    Stop,
+    PlayTone(ToneKind),
+    PlayMusic(Arc<EncodedPrompt>),
+    SendDtmf { digit: DtmfDigit, duration_ms: u32 },
+    Renegotiate(NegotiatedMedia),
+    /// Send the frames given with `LiveFrame` from now on (bridge/mixer).
+    GoLive,
+    LiveFrame(Box<Frame>),
+    Shutdown,
+}
+
+/// The audio of one tick, for recording and bridging.
+#[derive(Debug, Clone, Copy)]
+pub struct TickAudio {
+    pub received: Frame,
+    pub sent: Frame,
+}
+
+/// Runs a session until `Shutdown` or until the command channel closes; returns its quality
+/// summary for the call record.
+pub async fn run_session(
+    mut session: MediaSession,
+    sockets: RtpSockets,
+    mut ticks: watch::Receiver<u64>,
+    mut commands: mpsc::Receiver<MediaCommand>,
+    events: mpsc::Sender<MediaEvent>,
+    audio_tap: Option<mpsc::Sender<TickAudio>>,
+) -> QualitySummary {
+    let mut rtp_buffer = [0u8; 2048];
+    let mut rtcp_buffer = [0u8; 2048];
+    loop {
+        tokio::select! {
+            received = sockets.rtp.recv_from(&mut rtp_buffer) => {
+                if let Ok((len, source)) = received
+                    && let Err(error) = session.handle_rtp(Instant::now(), source, &rtp_buffer[..len])
+                {
+                    debug!(%source, %error, "RTP packet dropped");
+                }
+            }
+            received = sockets.rtcp.recv_from(&mut rtcp_buffer) => {
+                if let Ok((len, source)) = received
+                    && let Err(error) = session.handle_rtcp(Instant::now(), source, &rtcp_buffer[..len])
+                {
+                    debug!(%source, %error, "RTCP packet dropped");
+                }
+            }
+            changed = ticks.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let now = Instant::now();
+                if let Some(transmit) = session.tick(now)
+                    && let Err(error) = sockets.rtp.send_to(transmit.payload, transmit.destination).await
+                {
+                    debug!(%error, "RTP send failed");
+                }
+                if let Some(tap) = &audio_tap {
+                    // A slow consumer loses frames rather than stalling the media.
+                    let _ = tap.try_send(TickAudio { received: *session.received_frame(), sent: *session.sent_frame() });
+                }
+                if let Some(transmit) = session.poll_rtcp(now) {
+                    let _ = sockets.rtcp.send_to(transmit.payload, transmit.destination).await;
+                }
+                while let Some(event) = session.poll_event() {
+                    if events.try_send(event).is_err() {
+                        warn!("media event queue full; event dropped");
+                    }
+                }
+            }
+            command = commands.recv() => {
+                match command {
+                    None | Some(MediaCommand::Shutdown) => break,
+                    Some(MediaCommand::Play { playlist, barge_in, started }) => {
+                        let id = session.play(playlist, barge_in);
+                        if let Some(reply) = started {
+                            let _ = reply.send(id);
+                        }
+                    }
+                    Some(MediaCommand::Stop) => session.stop(),
+                    Some(MediaCommand::PlayTone(kind)) => session.play_tone(kind),
+                    Some(MediaCommand::PlayMusic(music)) => session.play_music(music),
+                    Some(MediaCommand::SendDtmf { digit, duration_ms }) => {
+                        session.send_dtmf(digit, duration_ms);
+                    }
+                    Some(MediaCommand::Renegotiate(media)) => session.renegotiate(&media),
+                    Some(MediaCommand::GoLive) => session.go_live(),
+                    Some(MediaCommand::LiveFrame(frame)) => session.set_live_frame(&frame),
+                }
+            }
+        }
+    }
+    session.quality()
+}
+
+/// Relays RTP between two legs until either socket fails or `stop` fires: packets from leg A's
+/// far end go out of leg B's socket to leg B's far end and back. Far ends are learned from
+/// where their packets come from (symmetric RTP), starting from the SDP addresses.
+pub async fn run_relay(
+    leg_a: &UdpSocket,
+    mut far_a: SocketAddr,
+    leg_b: &UdpSocket,
+    mut far_b: SocketAddr,
+    mut a_to_b: RtpRelay,
+    mut b_to_a: RtpRelay,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<u64> {
+    let mut in_a = [0u8; 2048];
+    let mut in_b = [0u8; 2048];
+    let mut out = [0u8; 2048];
+    let mut relayed = 0u64;
+    loop {
+        tokio::select! {
+            received = leg_a.recv_from(&mut in_a) => {
+                let (len, source) = received?;
+                far_a = source;
+                if let Ok(n) = a_to_b.forward(&in_a[..len], &mut out) {
+                    leg_b.send_to(&out[..n], far_b).await?;
+                    relayed += 1;
+                }
+            }
+            received = leg_b.recv_from(&mut in_b) => {
+                let (len, source) = received?;
+                far_b = source;
+                if let Ok(n) = b_to_a.forward(&in_b[..len], &mut out) {
+                    leg_a.send_to(&out[..n], far_a).await?;
+                    relayed += 1;
+                }
+            }
+            _ = stop.changed() => return Ok(relayed),
+        }
+    }
+}
