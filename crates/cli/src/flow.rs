@@ -105,7 +105,18 @@ pub enum QueueArg {
 pub fn run(cmd: FlowCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         FlowCommand::Check { paths, common } => check(paths, &common),
-        FlowCommand::Simulate { flow, digits, lang, time, tz, caller, dialled, queue, customers, common } => {
+        FlowCommand::Simulate {
+            flow,
+            digits,
+            lang,
+            time,
+            tz,
+            caller,
+            dialled,
+            queue,
+            customers,
+            common,
+        } => {
             let settings = Settings::load(&common)?;
             let (set, flow) = load_for(&flow, &settings)?;
             let time = match time {
@@ -130,23 +141,48 @@ pub fn run(cmd: FlowCommand) -> anyhow::Result<ExitCode> {
                 transfer_connects: true,
             };
             let mut directory = load_customers(&customers)?;
-            let texts = PromptTexts::load(&settings.prompts_dir.join("prompts.yaml")).unwrap_or_default();
-            let mut print = |entry: &simulator::Entry| println!("{}", simulator::describe(entry, &texts));
+            let texts =
+                PromptTexts::load(&settings.prompts_dir.join("prompts.yaml")).unwrap_or_default();
+            let mut print =
+                |entry: &simulator::Entry| println!("{}", simulator::describe(entry, &texts));
             let outcome = if digits.is_some() {
-                simulator::simulate(set, &scenario, &mut directory, &mut simulator::ScriptedKeys, &mut print)?
+                simulator::simulate(
+                    set,
+                    &scenario,
+                    &mut directory,
+                    &mut simulator::ScriptedKeys,
+                    &mut print,
+                )?
             } else {
-                println!("Type keys and Enter (an empty line waits for the timeout; Ctrl-D hangs up).");
+                println!(
+                    "Type keys and Enter (an empty line waits for the timeout; Ctrl-D hangs up)."
+                );
                 simulator::simulate(set, &scenario, &mut directory, &mut StdinKeys, &mut print)?
             };
-            let last = outcome.visited.last().map(|(f, s)| format!("{f}.{s}")).unwrap_or_default();
+            let last = outcome
+                .visited
+                .last()
+                .map(|(f, s)| format!("{f}.{s}"))
+                .unwrap_or_default();
             println!("ended at {last}; language {}", outcome.language);
             Ok(ExitCode::SUCCESS)
         }
-        FlowCommand::Test { paths, customers, verbose, common } => test(paths, &customers, verbose, &common),
-        FlowCommand::Graph { flow, format, common } => {
+        FlowCommand::Test {
+            paths,
+            customers,
+            verbose,
+            common,
+        } => test(paths, &customers, verbose, &common),
+        FlowCommand::Graph {
+            flow,
+            format,
+            common,
+        } => {
             let settings = Settings::load(&common)?;
             let (set, name) = load_for(&flow, &settings)?;
-            let flow = set.flow(&name).with_context(|| format!("no flow named `{name}`"))?;
+            let flow = set
+                .flow(&name)
+                .with_context(|| format!("no flow named `{name}`"))?;
             let format = match format {
                 FormatArg::Mermaid => GraphFormat::Mermaid,
                 FormatArg::Dot => GraphFormat::Dot,
@@ -187,7 +223,11 @@ impl Settings {
 
 fn check(paths: Vec<PathBuf>, common: &Common) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(common)?;
-    let paths = if paths.is_empty() { vec![settings.flows_dir.clone()] } else { paths };
+    let paths = if paths.is_empty() {
+        vec![settings.flows_dir.clone()]
+    } else {
+        paths
+    };
     match FlowSet::load_paths(&paths, &settings.ctx, 1) {
         Ok(loaded) => {
             for w in &loaded.warnings {
@@ -195,7 +235,10 @@ fn check(paths: Vec<PathBuf>, common: &Common) -> anyhow::Result<ExitCode> {
             }
             let flows = loaded.set.flows().count();
             let steps: usize = loaded.set.flows().map(|f| f.def.steps.0.len()).sum();
-            println!("ok: {flows} flows, {steps} steps, {} warnings", loaded.warnings.len());
+            println!(
+                "ok: {flows} flows, {steps} steps, {} warnings",
+                loaded.warnings.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
@@ -208,15 +251,25 @@ fn check(paths: Vec<PathBuf>, common: &Common) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn test(paths: Vec<PathBuf>, customers: &Path, verbose: bool, common: &Common) -> anyhow::Result<ExitCode> {
+fn test(
+    paths: Vec<PathBuf>,
+    customers: &Path,
+    verbose: bool,
+    common: &Common,
+) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(common)?;
-    let loaded = FlowSet::load_dir(&settings.flows_dir, &settings.ctx, 1).map_err(anyhow::Error::msg)?;
+    let loaded =
+        FlowSet::load_dir(&settings.flows_dir, &settings.ctx, 1).map_err(anyhow::Error::msg)?;
     let env = TestEnvironment {
         set: Arc::new(loaded.set),
         customers: load_customers(customers)?,
         default_language: settings.default_language.clone(),
     };
-    let paths = if paths.is_empty() { vec![settings.flows_dir.join("tests")] } else { paths };
+    let paths = if paths.is_empty() {
+        vec![settings.flows_dir.join("tests")]
+    } else {
+        paths
+    };
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
@@ -260,7 +313,11 @@ fn test(paths: Vec<PathBuf>, customers: &Path, verbose: bool, common: &Common) -
         println!("not covered: {}", missed.join(", "));
     }
     println!("{passed} passed, {failed} failed");
-    Ok(if failed == 0 && !results.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 && !results.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn load_customers(path: &Path) -> anyhow::Result<CustomerDirectory> {
@@ -275,7 +332,10 @@ fn load_customers(path: &Path) -> anyhow::Result<CustomerDirectory> {
 fn load_for(flow: &str, settings: &Settings) -> anyhow::Result<(Arc<FlowSet>, String)> {
     let as_path = Path::new(flow);
     let (dir, name) = if as_path.extension().is_some() || as_path.is_file() {
-        let dir = as_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = as_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         (dir.to_path_buf(), santral_ivr::flowset::flow_name(as_path))
     } else {
         (settings.flows_dir.clone(), flow.to_owned())
@@ -301,8 +361,16 @@ impl Keypad for StdinKeys {
         match std::io::stdin().lock().read_line(&mut line) {
             Ok(0) | Err(_) => None,
             Ok(_) => {
-                let keys: String = line.trim().chars().filter(|c| "0123456789*#_".contains(*c)).collect();
-                Some(if keys.is_empty() { "_".to_owned() } else { keys })
+                let keys: String = line
+                    .trim()
+                    .chars()
+                    .filter(|c| "0123456789*#_".contains(*c))
+                    .collect();
+                Some(if keys.is_empty() {
+                    "_".to_owned()
+                } else {
+                    keys
+                })
             }
         }
     }

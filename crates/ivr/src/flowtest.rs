@@ -129,8 +129,13 @@ pub struct TestEnvironment {
 
 pub fn load_test_file(path: &Path) -> Result<TestFile, Diagnostics> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Diagnostics(vec![Diagnostic::error(&file, Position::UNKNOWN, format!("cannot read: {e}"))]))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics(vec![Diagnostic::error(
+            &file,
+            Position::UNKNOWN,
+            format!("cannot read: {e}"),
+        )])
+    })?;
     serde_saphyr::from_str(&text).map_err(|e| Diagnostics(vec![Diagnostic::from_yaml(&file, &e)]))
 }
 
@@ -142,10 +147,19 @@ pub fn test_files(dir: &Path) -> Result<Vec<PathBuf>, Diagnostics> {
 pub fn run_file(path: &Path, env: &TestEnvironment) -> Result<Vec<CaseResult>, Diagnostics> {
     let tests = load_test_file(path)?;
     let file = path.display().to_string();
-    Ok(tests.cases.iter().map(|case| run_case(&file, &tests.flow, case, env)).collect())
+    Ok(tests
+        .cases
+        .iter()
+        .map(|case| run_case(&file, &tests.flow, case, env))
+        .collect())
 }
 
-pub fn run_case(file: &str, default_flow: &str, case: &Located<TestCase>, env: &TestEnvironment) -> CaseResult {
+pub fn run_case(
+    file: &str,
+    default_flow: &str,
+    case: &Located<TestCase>,
+    env: &TestEnvironment,
+) -> CaseResult {
     let c = &case.value;
     let flow = c.flow.clone().unwrap_or_else(|| default_flow.to_owned());
     let mut result = CaseResult {
@@ -166,7 +180,10 @@ pub fn run_case(file: &str, default_flow: &str, case: &Located<TestCase>, env: &
         flow: flow.clone(),
         caller: c.caller.clone(),
         dialled: c.dialled.clone(),
-        language: c.language.clone().unwrap_or_else(|| env.default_language.clone()),
+        language: c
+            .language
+            .clone()
+            .unwrap_or_else(|| env.default_language.clone()),
         time,
         digits: c.digits.clone(),
         queue: c.queue.clone(),
@@ -175,7 +192,13 @@ pub fn run_case(file: &str, default_flow: &str, case: &Located<TestCase>, env: &
         transfer_connects: c.transfer_connects,
     };
     let mut customers = env.customers.clone();
-    let outcome = match simulator::simulate(Arc::clone(&env.set), &scenario, &mut customers, &mut ScriptedKeys, &mut |_| {}) {
+    let outcome = match simulator::simulate(
+        Arc::clone(&env.set),
+        &scenario,
+        &mut customers,
+        &mut ScriptedKeys,
+        &mut |_| {},
+    ) {
         Ok(o) => o,
         Err(e) => {
             result.failures.push(e.to_string());
@@ -188,7 +211,11 @@ pub fn run_case(file: &str, default_flow: &str, case: &Located<TestCase>, env: &
 }
 
 fn qualify(name: &str, flow: &str) -> String {
-    if name.contains('.') { name.to_owned() } else { format!("{flow}.{name}") }
+    if name.contains('.') {
+        name.to_owned()
+    } else {
+        format!("{flow}.{name}")
+    }
 }
 
 /// Is `wanted` a subsequence of `seen`? Returns the first item not found in order.
@@ -199,10 +226,17 @@ fn first_missing<'a>(wanted: &'a [String], seen: &[String]) -> Option<&'a String
 
 fn check(expect: &Expect, out: &Outcome, flow: &str, customers: &CustomerDirectory) -> Vec<String> {
     let mut failures = Vec::new();
-    let visited: Vec<String> = out.visited.iter().map(|(f, s)| format!("{f}.{s}")).collect();
+    let visited: Vec<String> = out
+        .visited
+        .iter()
+        .map(|(f, s)| format!("{f}.{s}"))
+        .collect();
     let wanted: Vec<String> = expect.visits.iter().map(|v| qualify(v, flow)).collect();
     if let Some(missing) = first_missing(&wanted, &visited) {
-        failures.push(format!("expected to visit {missing} (in order); visited: {}", visited.join(" → ")));
+        failures.push(format!(
+            "expected to visit {missing} (in order); visited: {}",
+            visited.join(" → ")
+        ));
     }
     for v in &expect.not_visits {
         let v = qualify(v, flow);
@@ -213,30 +247,48 @@ fn check(expect: &Expect, out: &Outcome, flow: &str, customers: &CustomerDirecto
     if let Some(end) = &expect.ends_at {
         let end = qualify(end, flow);
         if visited.last() != Some(&end) {
-            failures.push(format!("expected to end at {end}, ended at {}", visited.last().map(String::as_str).unwrap_or("nothing")));
+            failures.push(format!(
+                "expected to end at {end}, ended at {}",
+                visited.last().map(String::as_str).unwrap_or("nothing")
+            ));
         }
     }
     if let Some(missing) = first_missing(&expect.heard, &out.heard) {
-        failures.push(format!("expected to hear {missing} (in order); heard: {}", out.heard.join(" ")));
+        failures.push(format!(
+            "expected to hear {missing} (in order); heard: {}",
+            out.heard.join(" ")
+        ));
     }
     match expect.queue.as_deref() {
         None => {}
         Some("none") => {
             if !out.queues.is_empty() {
-                failures.push(format!("expected no queue, reached {}", out.queues.join(", ")));
+                failures.push(format!(
+                    "expected no queue, reached {}",
+                    out.queues.join(", ")
+                ));
             }
         }
         Some(q) => {
             if !out.queues.iter().any(|x| x == q) {
-                failures.push(format!("expected queue {q}, reached {}",
-                    if out.queues.is_empty() { "none".to_owned() } else { out.queues.join(", ") }));
+                failures.push(format!(
+                    "expected queue {q}, reached {}",
+                    if out.queues.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        out.queues.join(", ")
+                    }
+                ));
             }
         }
     }
     if let Some(t) = &expect.transfer
         && !out.transfers.contains(t)
     {
-        failures.push(format!("expected a transfer to {t}, got {:?}", out.transfers));
+        failures.push(format!(
+            "expected a transfer to {t}, got {:?}",
+            out.transfers
+        ));
     }
     for (k, v) in &expect.variables {
         match out.variables.get(k) {
@@ -267,7 +319,10 @@ fn check(expect: &Expect, out: &Outcome, flow: &str, customers: &CustomerDirecto
         failures.push(if h {
             "expected the flow to hang up, but the caller did".to_owned()
         } else {
-            format!("expected the caller to hang up, but the flow did ({})", out.flow_hung_up.as_deref().unwrap_or(""))
+            format!(
+                "expected the caller to hang up, but the flow did ({})",
+                out.flow_hung_up.as_deref().unwrap_or("")
+            )
         });
     }
     for (key, status) in &expect.cards {
@@ -280,7 +335,10 @@ fn check(expect: &Expect, out: &Outcome, flow: &str, customers: &CustomerDirecto
             .and_then(|c| c.cards.iter().find(|k| k.last4 == last4))
             .map(|k| format!("{:?}", k.status).to_lowercase());
         if actual.as_deref() != Some(status.as_str()) {
-            failures.push(format!("card {key}: expected {status}, got {}", actual.as_deref().unwrap_or("no such card")));
+            failures.push(format!(
+                "card {key}: expected {status}, got {}",
+                actual.as_deref().unwrap_or("no such card")
+            ));
         }
     }
     failures

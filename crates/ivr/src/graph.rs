@@ -15,8 +15,12 @@ pub enum GraphFormat {
 fn labelled_edges(step: &Step) -> Vec<(String, String)> {
     match step {
         Step::Menu(m) => {
-            let mut out: Vec<(String, String)> =
-                m.choices.0.iter().map(|(k, t)| (k.value.clone(), t.value.clone())).collect();
+            let mut out: Vec<(String, String)> = m
+                .choices
+                .0
+                .iter()
+                .map(|(k, t)| (k.value.clone(), t.value.clone()))
+                .collect();
             out.push(("fail".to_owned(), m.on_failure.value.clone()));
             out
         }
@@ -26,7 +30,12 @@ fn labelled_edges(step: &Step) -> Vec<(String, String)> {
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
-                    let label = c.when.var.as_ref().map(|v| v.value.clone()).unwrap_or_else(|| format!("case {}", i + 1));
+                    let label = c
+                        .when
+                        .var
+                        .as_ref()
+                        .map(|v| v.value.clone())
+                        .unwrap_or_else(|| format!("case {}", i + 1));
                     (label, c.next.value.clone())
                 })
                 .collect();
@@ -42,7 +51,9 @@ fn labelled_edges(step: &Step) -> Vec<(String, String)> {
 }
 
 fn node_id(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
 }
 
 fn quote(text: &str) -> String {
@@ -65,29 +76,60 @@ pub fn render(flow: &Flow, format: GraphFormat) -> String {
                 };
                 let _ = writeln!(out, "    s_{id}{shape}");
                 if let Step::Goto(g) = &step.value {
-                    let _ = writeln!(out, "    s_{id} -.-> flow_{}[[\"flow {}\"]]", node_id(&g.flow), quote(&g.flow));
+                    let _ = writeln!(
+                        out,
+                        "    s_{id} -.-> flow_{}[[\"flow {}\"]]",
+                        node_id(&g.flow),
+                        quote(&g.flow)
+                    );
                 }
                 for (label, target) in labelled_edges(&step.value) {
-                    let _ = writeln!(out, "    s_{id} -->|\"{}\"| s_{}", quote(&label), node_id(&target));
+                    let _ = writeln!(
+                        out,
+                        "    s_{id} -->|\"{}\"| s_{}",
+                        quote(&label),
+                        node_id(&target)
+                    );
                 }
             }
         }
         GraphFormat::Dot => {
             let _ = writeln!(out, "digraph \"{}\" {{", quote(&flow.name));
             out.push_str("    rankdir=TB;\n    node [shape=box, fontname=\"sans-serif\"];\n");
-            let _ = writeln!(out, "    \"start\" [shape=circle];\n    \"start\" -> \"{}\";", quote(&flow.def.start));
+            let _ = writeln!(
+                out,
+                "    \"start\" [shape=circle];\n    \"start\" -> \"{}\";",
+                quote(&flow.def.start)
+            );
             for (name, step) in flow.def.steps.iter() {
                 let shape = match step.value {
                     Step::Menu(_) | Step::Branch(_) | Step::Hours(_) => "diamond",
                     Step::Hangup(_) | Step::Goto(_) => "oval",
                     _ => "box",
                 };
-                let _ = writeln!(out, "    \"{}\" [label=\"{}\\n({})\", shape={shape}];", quote(name), quote(name), step.value.kind());
+                let _ = writeln!(
+                    out,
+                    "    \"{}\" [label=\"{}\\n({})\", shape={shape}];",
+                    quote(name),
+                    quote(name),
+                    step.value.kind()
+                );
                 if let Step::Goto(g) = &step.value {
-                    let _ = writeln!(out, "    \"flow:{0}\" [label=\"flow {0}\", shape=folder];\n    \"{1}\" -> \"flow:{0}\" [style=dashed];", quote(&g.flow), quote(name));
+                    let _ = writeln!(
+                        out,
+                        "    \"flow:{0}\" [label=\"flow {0}\", shape=folder];\n    \"{1}\" -> \"flow:{0}\" [style=dashed];",
+                        quote(&g.flow),
+                        quote(name)
+                    );
                 }
                 for (label, target) in labelled_edges(&step.value) {
-                    let _ = writeln!(out, "    \"{}\" -> \"{}\" [label=\"{}\"];", quote(name), quote(&target), quote(&label));
+                    let _ = writeln!(
+                        out,
+                        "    \"{}\" -> \"{}\" [label=\"{}\"];",
+                        quote(name),
+                        quote(&target),
+                        quote(&label)
+                    );
                 }
             }
             out.push_str("}\n");

@@ -360,9 +360,16 @@ impl Call {
         }
     }
 
+    /// Is the call waiting for keys as input (menu, gather, survey, a recording's stop key,
+    /// a queue's exit key)? Unlike `accepts_digits`, barge-in on a plain `play` is not counted.
+    pub fn wants_input(&self) -> bool {
+        self.accepts_digits() && !matches!(self.wait, Wait::Playing { .. })
+    }
+
     /// Is the call gathering a secret (keys must not be shown or logged)?
     pub fn collecting_secret(&self) -> bool {
-        matches!(self.wait, Wait::Collect(_)) && matches!(self.step_def(), Some(Step::Gather(g)) if g.secret)
+        matches!(self.wait, Wait::Collect(_))
+            && matches!(self.step_def(), Some(Step::Gather(g)) if g.secret)
     }
 
     /// Is a prompt playing that the host should report finished?

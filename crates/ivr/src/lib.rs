@@ -21,6 +21,6 @@ pub mod customers;
 pub mod interpreter;
 
 pub use interpreter::{Call, CallInfo, Command, Event};
-pub mod simulator;
 pub mod flowtest;
 pub mod graph;
+pub mod simulator;

@@ -546,6 +546,9 @@ pub struct QueueStep {
     /// Required skills {name: minimum level} when no queue is named, or in addition.
     #[serde(default)]
     pub skills: BTreeMap<String, u8>,
+    /// Any available agent (the operator): no queue and no skills.
+    #[serde(default)]
+    pub any_agent: bool,
     /// Language agents must speak: the call's language when omitted.
     #[serde(default)]
     pub language: Option<Located<String>>,

@@ -14,8 +14,8 @@ use crate::customers::CustomerDirectory;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::flowset::FlowSet;
 use crate::interpreter::{
-    Call, CallInfo, Command, Event, HttpResponse, LookupOutcome, PromptRef, QueueOutcome, RecordField,
-    StartError,
+    Call, CallInfo, Command, Event, HttpResponse, LookupOutcome, PromptRef, QueueOutcome,
+    RecordField, StartError,
 };
 use crate::located::Position;
 
@@ -34,20 +34,33 @@ pub struct PromptTexts(pub BTreeMap<String, BTreeMap<String, String>>);
 impl PromptTexts {
     pub fn load(path: &Path) -> Result<PromptTexts, Diagnostics> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Diagnostics(vec![Diagnostic::error(&file, Position::UNKNOWN, format!("cannot read: {e}"))]))?;
-        serde_saphyr::from_str(&text).map_err(|e| Diagnostics(vec![Diagnostic::from_yaml(&file, &e)]))
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Diagnostics(vec![Diagnostic::error(
+                &file,
+                Position::UNKNOWN,
+                format!("cannot read: {e}"),
+            )])
+        })?;
+        serde_saphyr::from_str(&text)
+            .map_err(|e| Diagnostics(vec![Diagnostic::from_yaml(&file, &e)]))
     }
 
     pub fn text(&self, prompt: &PromptRef) -> Option<&str> {
-        self.0.get(&prompt.name).and_then(|t| t.get(&prompt.language)).map(String::as_str)
+        self.0
+            .get(&prompt.name)
+            .and_then(|t| t.get(&prompt.language))
+            .map(String::as_str)
     }
 
     /// What a list of prompts says, joined.
     pub fn say(&self, prompts: &[PromptRef]) -> String {
         prompts
             .iter()
-            .map(|p| self.text(p).map(str::to_owned).unwrap_or_else(|| format!("<{}>", p.name)))
+            .map(|p| {
+                self.text(p)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("<{}>", p.name))
+            })
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -66,7 +79,9 @@ pub fn parse_time(text: &str, zone: &str) -> Result<Zoned, String> {
     let civil = text
         .parse::<jiff::civil::DateTime>()
         .map_err(|_| format!("invalid time `{text}`: expected e.g. 2026-11-23T21:00"))?;
-    civil.to_zoned(tz).map_err(|e| format!("invalid time `{text}`: {e}"))
+    civil
+        .to_zoned(tz)
+        .map_err(|e| format!("invalid time `{text}`: {e}"))
 }
 
 /// What the stand-in ACD does with each `queue` step, in order.
@@ -142,11 +157,27 @@ pub struct Scenario {
 /// One line of what happened, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry {
-    Step { at: Duration, flow: String, step: String, kind: &'static str },
-    Heard { at: Duration, prompts: Vec<PromptRef> },
-    Pressed { at: Duration, key: char },
-    Silence { at: Duration },
-    Host { at: Duration, what: String },
+    Step {
+        at: Duration,
+        flow: String,
+        step: String,
+        kind: &'static str,
+    },
+    Heard {
+        at: Duration,
+        prompts: Vec<PromptRef>,
+    },
+    Pressed {
+        at: Duration,
+        key: char,
+    },
+    Silence {
+        at: Duration,
+    },
+    Host {
+        at: Duration,
+        what: String,
+    },
 }
 
 /// Everything a flow test can check about a finished simulation.
@@ -165,10 +196,19 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn tags(&self) -> Vec<String> {
-        self.record.iter().filter_map(|r| match r { RecordField::Tag(t) => Some(t.clone()), _ => None }).collect()
+        self.record
+            .iter()
+            .filter_map(|r| match r {
+                RecordField::Tag(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
     }
     pub fn survey(&self) -> Option<u8> {
-        self.record.iter().rev().find_map(|r| match r { RecordField::SurveyScore(s) => Some(*s), _ => None })
+        self.record.iter().rev().find_map(|r| match r {
+            RecordField::SurveyScore(s) => Some(*s),
+            _ => None,
+        })
     }
 }
 
@@ -197,10 +237,17 @@ pub fn simulate(
     let start = Instant::now();
     let mut now = start;
     let mut out = Outcome::default();
-    let mut keys: VecDeque<char> = scenario.digits.chars().filter(|c| !c.is_whitespace()).collect();
+    let mut keys: VecDeque<char> = scenario
+        .digits
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     let mut queue_stubs: VecDeque<QueueStub> = scenario.queue.iter().copied().collect();
     let mut http_stubs: VecDeque<HttpStub> = scenario.http.iter().cloned().collect();
-    let mut lookup_stubs: Option<VecDeque<LookupStub>> = scenario.lookups.as_ref().map(|l| l.iter().cloned().collect());
+    let mut lookup_stubs: Option<VecDeque<LookupStub>> = scenario
+        .lookups
+        .as_ref()
+        .map(|l| l.iter().cloned().collect());
     let mut reactions: VecDeque<Reaction> = VecDeque::new();
     let mut later: Option<Event> = None;
     let mut silent = false;
@@ -219,7 +266,15 @@ pub fn simulate(
         while seen_steps < call.visited().len() {
             let (flow, step) = call.visited()[seen_steps].clone();
             let kind = call_step_kind(&call, &flow, &step);
-            log(Entry::Step { at, flow, step, kind }, &mut out);
+            log(
+                Entry::Step {
+                    at,
+                    flow,
+                    step,
+                    kind,
+                },
+                &mut out,
+            );
             seen_steps += 1;
         }
         while let Some(command) = call.poll_command() {
@@ -229,29 +284,60 @@ pub fn simulate(
                     log(Entry::Heard { at, prompts }, &mut out);
                 }
                 Command::Enqueue(request) => {
-                    let name = request.queue.clone().unwrap_or_else(|| format!("skills {:?}", request.skills));
+                    let name = request
+                        .queue
+                        .clone()
+                        .unwrap_or_else(|| format!("skills {:?}", request.skills));
                     out.queues.push(name.clone());
-                    log(Entry::Host { at, what: format!("queued in {name} (language {}, priority {})", request.language, request.priority) }, &mut out);
+                    log(
+                        Entry::Host {
+                            at,
+                            what: format!(
+                                "queued in {name} (language {}, priority {})",
+                                request.language, request.priority
+                            ),
+                        },
+                        &mut out,
+                    );
                     let stub = queue_stubs.pop_front().unwrap_or(QueueStub::Answered);
-                    let answered = Event::QueueResult(QueueOutcome::Answered { agent: "2001".to_owned() });
+                    let answered = Event::QueueResult(QueueOutcome::Answered {
+                        agent: "2001".to_owned(),
+                    });
                     reactions.push_back(match stub {
                         QueueStub::Answered => Reaction::Event(answered),
-                        QueueStub::AgentFinished => {
-                            Reaction::Then(answered, Event::QueueResult(QueueOutcome::AgentCallFinished))
+                        QueueStub::AgentFinished => Reaction::Then(
+                            answered,
+                            Event::QueueResult(QueueOutcome::AgentCallFinished),
+                        ),
+                        QueueStub::Timeout => {
+                            Reaction::Event(Event::QueueResult(QueueOutcome::Timeout))
                         }
-                        QueueStub::Timeout => Reaction::Event(Event::QueueResult(QueueOutcome::Timeout)),
-                        QueueStub::Unavailable => Reaction::Event(Event::QueueResult(QueueOutcome::Unavailable)),
+                        QueueStub::Unavailable => {
+                            Reaction::Event(Event::QueueResult(QueueOutcome::Unavailable))
+                        }
                         QueueStub::Left => Reaction::Event(Event::QueueResult(QueueOutcome::Left)),
                     });
                 }
                 Command::Http(request) => {
-                    log(Entry::Host { at, what: format!("HTTP {:?} {}", request.method, request.url.redacted) }, &mut out);
+                    log(
+                        Entry::Host {
+                            at,
+                            what: format!("HTTP {:?} {}", request.method, request.url.redacted),
+                        },
+                        &mut out,
+                    );
                     let result = match http_stubs.pop_front() {
                         Some(HttpStub { error: Some(e), .. }) => Err(e),
-                        Some(stub) => Ok(HttpResponse { status: stub.status, body: stub.body }),
+                        Some(stub) => Ok(HttpResponse {
+                            status: stub.status,
+                            body: stub.body,
+                        }),
                         None => Err("no stubbed HTTP response".to_owned()),
                     };
-                    reactions.push_back(Reaction::Event(Event::HttpResult { request: request.request, result }));
+                    reactions.push_back(Reaction::Event(Event::HttpResult {
+                        request: request.request,
+                        result,
+                    }));
                 }
                 Command::Lookup(request) => {
                     let outcome = match lookup_stubs.as_mut() {
@@ -268,29 +354,66 @@ pub fn simulate(
                         LookupOutcome::NotFound => "not found",
                         LookupOutcome::Failed(_) => "failed",
                     };
-                    log(Entry::Host { at, what: format!("lookup {:?} customer {}: {verdict}",
-                        request.action, request.customer.as_deref().unwrap_or("-")) }, &mut out);
-                    reactions.push_back(Reaction::Event(Event::LookupResult { request: request.request, outcome }));
+                    log(
+                        Entry::Host {
+                            at,
+                            what: format!(
+                                "lookup {:?} customer {}: {verdict}",
+                                request.action,
+                                request.customer.as_deref().unwrap_or("-")
+                            ),
+                        },
+                        &mut out,
+                    );
+                    reactions.push_back(Reaction::Event(Event::LookupResult {
+                        request: request.request,
+                        outcome,
+                    }));
                 }
                 Command::Transfer { to, .. } => {
                     out.transfers.push(to.clone());
-                    log(Entry::Host { at, what: format!("transfer to {to}") }, &mut out);
-                    reactions.push_back(Reaction::Event(Event::TransferResult { connected: scenario.transfer_connects }));
+                    log(
+                        Entry::Host {
+                            at,
+                            what: format!("transfer to {to}"),
+                        },
+                        &mut out,
+                    );
+                    reactions.push_back(Reaction::Event(Event::TransferResult {
+                        connected: scenario.transfer_connects,
+                    }));
                 }
                 Command::Record { max_length, .. } => {
-                    log(Entry::Host { at, what: format!("recording (up to {}s)", max_length.as_secs()) }, &mut out);
+                    log(
+                        Entry::Host {
+                            at,
+                            what: format!("recording (up to {}s)", max_length.as_secs()),
+                        },
+                        &mut out,
+                    );
                 }
                 Command::StopRecording => {
                     recordings += 1;
-                    reactions.push_back(Reaction::Event(Event::RecordingFinished { id: format!("rec-{recordings}") }));
+                    reactions.push_back(Reaction::Event(Event::RecordingFinished {
+                        id: format!("rec-{recordings}"),
+                    }));
                 }
                 Command::SetRecord(field) => out.record.push(field),
                 Command::Hangup { reason } => {
-                    log(Entry::Host { at, what: format!("flow hangs up ({reason})") }, &mut out);
+                    log(
+                        Entry::Host {
+                            at,
+                            what: format!("flow hangs up ({reason})"),
+                        },
+                        &mut out,
+                    );
                     out.flow_hung_up = Some(reason);
                 }
-                Command::StopPlayback | Command::CollectDigits { .. } | Command::StartTimer { .. }
-                | Command::CancelTimer | Command::LeaveQueue => {}
+                Command::StopPlayback
+                | Command::CollectDigits { .. }
+                | Command::StartTimer { .. }
+                | Command::CancelTimer
+                | Command::LeaveQueue => {}
             }
         }
         if call.is_finished() {
@@ -308,12 +431,18 @@ pub fn simulate(
             call.handle(event, now);
             continue;
         }
-        if call.accepts_digits() && !silent {
+        if call.wants_input() && !silent {
             if keys.is_empty() {
                 match keypad.more_keys() {
                     Some(more) => keys.extend(more.chars().filter(|c| !c.is_whitespace())),
                     None => {
-                        log(Entry::Host { at, what: "caller hangs up".to_owned() }, &mut out);
+                        log(
+                            Entry::Host {
+                                at,
+                                what: "caller hangs up".to_owned(),
+                            },
+                            &mut out,
+                        );
                         call.handle(Event::HungUp, now);
                         continue;
                     }
@@ -351,11 +480,21 @@ pub fn simulate(
             continue;
         }
         // Nothing more can happen (talking to an agent, or a host result never came).
-        log(Entry::Host { at, what: "caller hangs up".to_owned() }, &mut out);
+        log(
+            Entry::Host {
+                at,
+                what: "caller hangs up".to_owned(),
+            },
+            &mut out,
+        );
         call.handle(Event::HungUp, now);
     }
     out.visited = call.visited().to_vec();
-    out.variables = call.variables().iter().map(|(k, v)| (k.clone(), v.shown().to_owned())).collect();
+    out.variables = call
+        .variables()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.shown().to_owned()))
+        .collect();
     out.language = call.language().to_owned();
     Ok(out)
 }
@@ -372,11 +511,21 @@ fn call_step_kind(call: &Call, flow: &str, step: &str) -> &'static str {
 pub fn describe(entry: &Entry, texts: &PromptTexts) -> String {
     let secs = |d: &Duration| format!("{:>6.1}s", d.as_secs_f64());
     match entry {
-        Entry::Step { at, flow, step, kind } => format!("{} step {flow}.{step} ({kind})", secs(at)),
+        Entry::Step {
+            at,
+            flow,
+            step,
+            kind,
+        } => format!("{} step {flow}.{step} ({kind})", secs(at)),
         Entry::Heard { at, prompts } => {
             let names: Vec<&str> = prompts.iter().map(|p| p.name.as_str()).collect();
             let lang = prompts.first().map(|p| p.language.as_str()).unwrap_or("");
-            format!("{}   hears [{lang}] \"{}\"  ({})", secs(at), texts.say(prompts), names.join(" "))
+            format!(
+                "{}   hears [{lang}] \"{}\"  ({})",
+                secs(at),
+                texts.say(prompts),
+                names.join(" ")
+            )
         }
         Entry::Pressed { at, key } => format!("{}   presses {key}", secs(at)),
         Entry::Silence { at } => format!("{}   stays silent", secs(at)),

@@ -293,11 +293,14 @@ impl Validator<'_> {
                             );
                         }
                     }
-                    None if q.skills.is_empty() => {
+                    None if q.skills.is_empty() && !q.any_agent => {
                         self.error(
                             flow,
                             step.position,
-                            format!("queue `{}` needs `queue` or `skills`", name.value),
+                            format!(
+                                "queue `{}` needs `queue`, `skills` or `any_agent: true`",
+                                name.value
+                            ),
                         );
                     }
                     None => {}
