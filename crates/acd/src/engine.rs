@@ -1073,12 +1073,10 @@ impl Acd {
                 if c.ring_generation != generation {
                     return;
                 }
-                let Phase::Offering(agents) = std::mem::replace(&mut c.phase, Phase::Waiting)
-                else {
+                let Phase::Offering(agents) = &c.phase else {
                     return;
                 };
-                c.phase = Phase::Offering(agents.clone());
-                for a in agents {
+                for a in agents.clone() {
                     self.outputs.push_back(Output::CancelOffer {
                         call,
                         agent: self.agents[a].id.clone(),
@@ -1730,7 +1728,7 @@ impl Acd {
                     group.staffed += 1;
                 }
                 self.agents[a].groups.push(g);
-                if !self.agents[a].keys.is_empty() {
+                if self.is_routable(a) {
                     let key = self.agent_key(a, g);
                     self.groups.list[g].available.insert(key);
                     self.agents[a].keys.push((g, key));
