@@ -190,10 +190,10 @@ impl Model {
             }
             Output::Event(AcdEvent::CallbackFinished { call, outcome, .. }) => {
                 self.callbacks_waiting.remove(&call.0);
-                if let Some(agent) = self.dialling.remove(&call.0) {
-                    if *outcome == CallbackOutcome::Connected {
-                        prop_assert!(self.connected.insert(call.0, agent).is_none());
-                    }
+                if let Some(agent) = self.dialling.remove(&call.0)
+                    && *outcome == CallbackOutcome::Connected
+                {
+                    prop_assert!(self.connected.insert(call.0, agent).is_none());
                 }
             }
             Output::Event(AcdEvent::CallEnded { call, .. }) => {
