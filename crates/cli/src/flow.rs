@@ -307,10 +307,13 @@ fn test(
             }
         }
     }
-    let (covered, total, missed) = flowtest::coverage(&env.set, &results);
-    println!("steps covered: {covered}/{total}");
-    if !missed.is_empty() {
-        println!("not covered: {}", missed.join(", "));
+    let coverage = flowtest::coverage(&env.set, &results);
+    println!(
+        "covered: {}/{} steps, {}/{} transitions",
+        coverage.steps.0, coverage.steps.1, coverage.transitions.0, coverage.transitions.1
+    );
+    for missed in &coverage.missed {
+        println!("    not covered: {missed}");
     }
     println!("{passed} passed, {failed} failed");
     Ok(if failed == 0 && !results.is_empty() {

@@ -78,8 +78,12 @@ pub struct Expect {
     pub variables: BTreeMap<String, String>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The survey score, or `none` for no score.
     #[serde(default)]
-    pub survey: Option<u8>,
+    pub survey: Option<String>,
+    /// Prompts that must not be heard.
+    #[serde(default)]
+    pub not_heard: Vec<String>,
     #[serde(default)]
     pub language: Option<String>,
     /// true: the flow hung up; false: the caller did.
@@ -303,10 +307,19 @@ fn check(expect: &Expect, out: &Outcome, flow: &str, customers: &CustomerDirecto
             failures.push(format!("expected tag {t}, tags: {tags:?}"));
         }
     }
-    if let Some(s) = expect.survey
-        && out.survey() != Some(s)
-    {
-        failures.push(format!("expected survey score {s}, got {:?}", out.survey()));
+    if let Some(s) = &expect.survey {
+        let actual = out
+            .survey()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "none".to_owned());
+        if &actual != s {
+            failures.push(format!("expected survey score {s}, got {actual}"));
+        }
+    }
+    for p in &expect.not_heard {
+        if out.heard.contains(p) {
+            failures.push(format!("expected not to hear {p}"));
+        }
     }
     if let Some(l) = &expect.language
         && &out.language != l
@@ -344,21 +357,61 @@ fn check(expect: &Expect, out: &Outcome, flow: &str, customers: &CustomerDirecto
     failures
 }
 
-/// Steps and transitions of `flows` that no case went through.
-pub fn coverage(set: &FlowSet, results: &[CaseResult]) -> (usize, usize, Vec<String>) {
-    let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+/// How much of the flows the cases went through.
+#[derive(Debug, Clone, Default)]
+pub struct Coverage {
+    pub steps: (usize, usize),
+    pub transitions: (usize, usize),
+    /// `flow.step` and `flow.step → flow.step` never taken.
+    pub missed: Vec<String>,
+}
+
+/// Steps and transitions (step → step it can lead to) that the cases went through.
+pub fn coverage(set: &FlowSet, results: &[CaseResult]) -> Coverage {
+    let mut seen_steps: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut seen_moves: BTreeSet<((String, String), (String, String))> = BTreeSet::new();
     for r in results {
-        seen.extend(r.outcome.visited.iter().cloned());
+        seen_steps.extend(r.outcome.visited.iter().cloned());
+        for pair in r.outcome.visited.windows(2) {
+            seen_moves.insert((pair[0].clone(), pair[1].clone()));
+        }
     }
-    let mut total = 0;
-    let mut missed = Vec::new();
+    let mut cov = Coverage::default();
     for flow in set.flows() {
-        for (name, _) in flow.def.steps.iter() {
-            total += 1;
-            if !seen.contains(&(flow.name.clone(), name.value.clone())) {
-                missed.push(format!("{}.{}", flow.name, name.value));
+        for (name, step) in flow.def.steps.iter() {
+            let here = (flow.name.clone(), name.value.clone());
+            cov.steps.1 += 1;
+            if seen_steps.contains(&here) {
+                cov.steps.0 += 1;
+            } else {
+                cov.missed.push(format!("{}.{}", flow.name, name.value));
+            }
+            let mut targets: BTreeSet<(String, String)> = step
+                .value
+                .edges()
+                .into_iter()
+                .map(|(_, t)| (flow.name.clone(), t.value.clone()))
+                .collect();
+            if let crate::model::Step::Goto(g) = &step.value
+                && let Some(target) = set.flow(&g.flow)
+            {
+                let s = g
+                    .step
+                    .as_ref()
+                    .map(|s| s.value.clone())
+                    .unwrap_or_else(|| target.def.start.value.clone());
+                targets.insert((target.name.clone(), s));
+            }
+            for target in targets {
+                cov.transitions.1 += 1;
+                if seen_moves.contains(&(here.clone(), target.clone())) {
+                    cov.transitions.0 += 1;
+                } else {
+                    cov.missed
+                        .push(format!("{}.{} → {}.{}", here.0, here.1, target.0, target.1));
+                }
             }
         }
     }
-    (total - missed.len(), total, missed)
+    cov
 }

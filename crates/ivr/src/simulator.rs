@@ -92,6 +92,8 @@ pub enum QueueStub {
     Answered,
     /// An agent answers, then ends the call with the caller still there (post-call survey).
     AgentFinished,
+    /// No agent comes: the caller keeps waiting (and may press the exit key).
+    Waiting,
     Timeout,
     Unavailable,
     Left,
@@ -289,6 +291,17 @@ pub fn simulate(
                         .clone()
                         .unwrap_or_else(|| format!("skills {:?}", request.skills));
                     out.queues.push(name.clone());
+                    out.heard
+                        .extend(request.prompts.iter().map(|p| p.name.clone()));
+                    if !request.prompts.is_empty() {
+                        log(
+                            Entry::Heard {
+                                at,
+                                prompts: request.prompts.clone(),
+                            },
+                            &mut out,
+                        );
+                    }
                     log(
                         Entry::Host {
                             at,
@@ -304,6 +317,7 @@ pub fn simulate(
                         agent: "2001".to_owned(),
                     });
                     reactions.push_back(match stub {
+                        QueueStub::Waiting => continue,
                         QueueStub::Answered => Reaction::Event(answered),
                         QueueStub::AgentFinished => Reaction::Then(
                             answered,
