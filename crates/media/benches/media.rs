@@ -20,7 +20,8 @@ fn speech_like_frame(seed: usize) -> Frame {
     let mut frame = [0i16; FRAME_SAMPLES];
     for (n, s) in frame.iter_mut().enumerate() {
         let t = (seed * FRAME_SAMPLES + n) as f32 / 8000.0;
-        *s = (3000.0 * (2.0 * std::f32::consts::PI * 180.0 * t).sin() + 1500.0 * (2.0 * std::f32::consts::PI * 1100.0 * t).sin()) as i16;
+        *s = (3000.0 * (2.0 * std::f32::consts::PI * 180.0 * t).sin()
+            + 1500.0 * (2.0 * std::f32::consts::PI * 1100.0 * t).sin()) as i16;
     }
     frame
 }
@@ -29,20 +30,34 @@ fn codecs(c: &mut Criterion) {
     let frame = speech_like_frame(3);
     let mut group = c.benchmark_group("codec per 20 ms frame");
     let mut ulaw = [0u8; 160];
-    group.bench_function("g711 µ-law encode", |b| b.iter(|| g711::ulaw_encode_slice(black_box(&frame), &mut ulaw)));
+    group.bench_function("g711 µ-law encode", |b| {
+        b.iter(|| g711::ulaw_encode_slice(black_box(&frame), &mut ulaw))
+    });
     let mut pcm = [0i16; 160];
-    group.bench_function("g711 µ-law decode", |b| b.iter(|| g711::ulaw_decode_slice(black_box(&ulaw), &mut pcm)));
+    group.bench_function("g711 µ-law decode", |b| {
+        b.iter(|| g711::ulaw_decode_slice(black_box(&ulaw), &mut pcm))
+    });
     let mut alaw = [0u8; 160];
-    group.bench_function("g711 A-law encode", |b| b.iter(|| g711::alaw_encode_slice(black_box(&frame), &mut alaw)));
-    group.bench_function("g711 A-law decode", |b| b.iter(|| g711::alaw_decode_slice(black_box(&alaw), &mut pcm)));
+    group.bench_function("g711 A-law encode", |b| {
+        b.iter(|| g711::alaw_encode_slice(black_box(&frame), &mut alaw))
+    });
+    group.bench_function("g711 A-law decode", |b| {
+        b.iter(|| g711::alaw_decode_slice(black_box(&alaw), &mut pcm))
+    });
 
-    let wide: Vec<i16> = (0..320).map(|n| ((n as f32 * 0.2).sin() * 6000.0) as i16).collect();
+    let wide: Vec<i16> = (0..320)
+        .map(|n| ((n as f32 * 0.2).sin() * 6000.0) as i16)
+        .collect();
     let mut encoder = G722Encoder::new();
     let mut g722 = [0u8; 160];
-    group.bench_function("g722 encode (320 samples @16k)", |b| b.iter(|| encoder.encode(black_box(&wide), &mut g722)));
+    group.bench_function("g722 encode (320 samples @16k)", |b| {
+        b.iter(|| encoder.encode(black_box(&wide), &mut g722))
+    });
     let mut decoder = G722Decoder::new();
     let mut out = [0i16; 320];
-    group.bench_function("g722 decode", |b| b.iter(|| decoder.decode(black_box(&g722), &mut out)));
+    group.bench_function("g722 decode", |b| {
+        b.iter(|| decoder.decode(black_box(&g722), &mut out))
+    });
 
     let mut transcode_decoder = santral_media::codec::AudioDecoder::new(Codec::Pcmu);
     let mut transcode_encoder = santral_media::codec::AudioEncoder::new(Codec::G722);
@@ -60,7 +75,9 @@ fn codecs(c: &mut Criterion) {
 fn dtmf(c: &mut Criterion) {
     let frame = speech_like_frame(5);
     let mut detector = DtmfDetector::new();
-    c.bench_function("goertzel DTMF detector per 20 ms frame", |b| b.iter(|| detector.process(black_box(&frame), |_| {})));
+    c.bench_function("goertzel DTMF detector per 20 ms frame", |b| {
+        b.iter(|| detector.process(black_box(&frame), |_| {}))
+    });
 }
 
 fn jitter(c: &mut Criterion) {
@@ -71,7 +88,13 @@ fn jitter(c: &mut Criterion) {
     c.bench_function("jitter buffer push+pop per 20 ms frame", |b| {
         b.iter(|| {
             let now = start + Duration::from_millis(20 * sequence as u64);
-            buffer.push(now, sequence, 160u32.wrapping_mul(sequence as u32), 0, black_box(&payload));
+            buffer.push(
+                now,
+                sequence,
+                160u32.wrapping_mul(sequence as u32),
+                0,
+                black_box(&payload),
+            );
             sequence = sequence.wrapping_add(1);
             matches!(buffer.pop(now), Playout::Frame { .. })
         })
@@ -83,7 +106,11 @@ fn mixer(c: &mut Criterion) {
     for id in 1..=3 {
         mixer.join(id, Audience::Everyone);
     }
-    let frames = [speech_like_frame(1), speech_like_frame(2), speech_like_frame(3)];
+    let frames = [
+        speech_like_frame(1),
+        speech_like_frame(2),
+        speech_like_frame(3),
+    ];
     c.bench_function("3-party mixer per 20 ms tick", |b| {
         b.iter(|| {
             for (id, frame) in (1..=3).zip(frames.iter()) {
@@ -104,24 +131,40 @@ fn rtp_packet(sequence: u16) -> Vec<u8> {
     bytes
 }
 
-const PCMU: LegFormat = LegFormat { codec: Codec::Pcmu, payload_type: 0, telephone_event_payload_type: Some(101) };
-const PCMA: LegFormat = LegFormat { codec: Codec::Pcma, payload_type: 8, telephone_event_payload_type: Some(101) };
+const PCMU: LegFormat = LegFormat {
+    codec: Codec::Pcmu,
+    payload_type: 0,
+    telephone_event_payload_type: Some(101),
+};
+const PCMA: LegFormat = LegFormat {
+    codec: Codec::Pcma,
+    payload_type: 8,
+    telephone_event_payload_type: Some(101),
+};
 
 fn relay_in_memory(c: &mut Criterion) {
     let packet = rtp_packet(7);
     let mut out = [0u8; 512];
     let mut group = c.benchmark_group("relay per packet (in memory)");
     let mut same = RtpRelay::new(PCMU, PCMU, 1, 0, 0);
-    group.bench_function("PCMU→PCMU rewrite", |b| b.iter(|| same.forward(black_box(&packet), &mut out)));
+    group.bench_function("PCMU→PCMU rewrite", |b| {
+        b.iter(|| same.forward(black_box(&packet), &mut out))
+    });
     let mut transcoding = RtpRelay::new(PCMU, PCMA, 1, 0, 0);
-    group.bench_function("PCMU→PCMA transcode", |b| b.iter(|| transcoding.forward(black_box(&packet), &mut out)));
+    group.bench_function("PCMU→PCMA transcode", |b| {
+        b.iter(|| transcoding.forward(black_box(&packet), &mut out))
+    });
     group.finish();
 }
 
 /// Packets/s through `driver::run_relay` on 127.0.0.1: caller socket → leg A → relay → leg B →
 /// agent socket, 64 packets in flight.
 fn relay_over_loopback(c: &mut Criterion) {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => panic!("tokio runtime: {error}"),
     };
@@ -132,12 +175,17 @@ fn relay_over_loopback(c: &mut Criterion) {
     let leg_b_std = bind("127.0.0.1:0");
     let local = |s: &StdUdpSocket| s.local_addr().unwrap_or_else(|e| panic!("{e}"));
     let (caller_addr, agent_addr, leg_a_addr) = (local(&caller), local(&agent), local(&leg_a_std));
-    agent.set_read_timeout(Some(Duration::from_secs(1))).unwrap_or_else(|e| panic!("{e}"));
+    agent
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap_or_else(|e| panic!("{e}"));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     runtime.spawn(async move {
         let _ = leg_a_std.set_nonblocking(true);
         let _ = leg_b_std.set_nonblocking(true);
-        let (Ok(leg_a), Ok(leg_b)) = (tokio::net::UdpSocket::from_std(leg_a_std), tokio::net::UdpSocket::from_std(leg_b_std)) else {
+        let (Ok(leg_a), Ok(leg_b)) = (
+            tokio::net::UdpSocket::from_std(leg_a_std),
+            tokio::net::UdpSocket::from_std(leg_b_std),
+        ) else {
             return;
         };
         let _ = santral_media::driver::run_relay(
@@ -188,5 +236,13 @@ fn relay_over_loopback(c: &mut Criterion) {
     let _ = stop_tx.send(true);
 }
 
-criterion_group!(benches, codecs, dtmf, jitter, mixer, relay_in_memory, relay_over_loopback);
+criterion_group!(
+    benches,
+    codecs,
+    dtmf,
+    jitter,
+    mixer,
+    relay_in_memory,
+    relay_over_loopback
+);
 criterion_main!(benches);

@@ -91,7 +91,11 @@ impl Codec {
 pub enum AudioEncoder {
     Pcmu,
     Pcma,
-    G722 { encoder: Box<G722Encoder>, upsampler: Interpolator, wide: Box<[i16; 2 * FRAME_SAMPLES]> },
+    G722 {
+        encoder: Box<G722Encoder>,
+        upsampler: Box<Interpolator>,
+        wide: Box<[i16; 2 * FRAME_SAMPLES]>,
+    },
 }
 
 impl AudioEncoder {
@@ -101,7 +105,7 @@ impl AudioEncoder {
             Codec::Pcma => AudioEncoder::Pcma,
             Codec::G722 => AudioEncoder::G722 {
                 encoder: Box::default(),
-                upsampler: Interpolator::new(),
+                upsampler: Box::default(),
                 wide: Box::new([0; 2 * FRAME_SAMPLES]),
             },
         }
@@ -126,7 +130,11 @@ impl AudioEncoder {
                 g711::alaw_encode_slice(frame, out);
                 FRAME_SAMPLES
             }
-            AudioEncoder::G722 { encoder, upsampler, wide } => {
+            AudioEncoder::G722 {
+                encoder,
+                upsampler,
+                wide,
+            } => {
                 upsampler.process(frame, &mut wide[..]);
                 encoder.encode(&wide[..], out)
             }
@@ -154,7 +162,11 @@ impl AudioEncoder {
 pub enum AudioDecoder {
     Pcmu,
     Pcma,
-    G722 { decoder: Box<G722Decoder>, downsampler: Decimator, wide: Box<[i16; 2 * FRAME_SAMPLES]> },
+    G722 {
+        decoder: Box<G722Decoder>,
+        downsampler: Box<Decimator>,
+        wide: Box<[i16; 2 * FRAME_SAMPLES]>,
+    },
 }
 
 impl AudioDecoder {
@@ -164,7 +176,7 @@ impl AudioDecoder {
             Codec::Pcma => AudioDecoder::Pcma,
             Codec::G722 => AudioDecoder::G722 {
                 decoder: Box::default(),
-                downsampler: Decimator::new(),
+                downsampler: Box::default(),
                 wide: Box::new([0; 2 * FRAME_SAMPLES]),
             },
         }
@@ -190,7 +202,11 @@ impl AudioDecoder {
                 frame.fill(0);
                 g711::alaw_decode_slice(payload, frame);
             }
-            AudioDecoder::G722 { decoder, downsampler, wide } => {
+            AudioDecoder::G722 {
+                decoder,
+                downsampler,
+                wide,
+            } => {
                 wide.fill(0);
                 decoder.decode(payload, &mut wide[..]);
                 downsampler.process(&wide[..], frame);
@@ -248,12 +264,18 @@ mod tests {
                     }
                 }
                 let level_db = 10.0 * (output_energy / signal).log10();
-                assert!(level_db.abs() < 2.0, "{from:?}->{to:?} level {level_db:.1} dB");
+                assert!(
+                    level_db.abs() < 2.0,
+                    "{from:?}->{to:?} level {level_db:.1} dB"
+                );
                 // Normalised correlation at zero lag is high when the path adds little delay
                 // (G.711); G.722's filters delay by a few samples, so only its level is checked.
                 let normalised = correlation / (signal * output_energy).sqrt();
                 if from != Codec::G722 && to != Codec::G722 {
-                    assert!(normalised > 0.99, "{from:?}->{to:?} correlation {normalised:.3}");
+                    assert!(
+                        normalised > 0.99,
+                        "{from:?}->{to:?} correlation {normalised:.3}"
+                    );
                 }
             }
         }

@@ -32,7 +32,13 @@ impl Default for Concealer {
 
 impl Concealer {
     pub fn new() -> Self {
-        Concealer { history: [0; HISTORY], pitch: MIN_PITCH, phase: 0, lost_in_row: 0, tail: [0; CROSSFADE] }
+        Concealer {
+            history: [0; HISTORY],
+            pitch: MIN_PITCH,
+            phase: 0,
+            lost_in_row: 0,
+            tail: [0; CROSSFADE],
+        }
     }
 
     /// Feeds a correctly received frame (modified in place for the cross-fade after a loss).
@@ -40,7 +46,8 @@ impl Concealer {
         if self.lost_in_row > 0 && self.lost_in_row <= FADE_FRAMES {
             for (n, (sample, concealed)) in frame.iter_mut().zip(self.tail.iter()).enumerate() {
                 let weight = (n + 1) as i32;
-                let mixed = (*sample as i32 * weight + *concealed as i32 * (CROSSFADE as i32 + 1 - weight))
+                let mixed = (*sample as i32 * weight
+                    + *concealed as i32 * (CROSSFADE as i32 + 1 - weight))
                     / (CROSSFADE as i32 + 1);
                 *sample = mixed as i16;
             }
@@ -70,13 +77,15 @@ impl Concealer {
             let gain = if self.lost_in_row == 1 {
                 1.0
             } else {
-                frame_gain_start + (frame_gain_end - frame_gain_start) * n as f32 / FRAME_SAMPLES as f32
+                frame_gain_start
+                    + (frame_gain_end - frame_gain_start) * n as f32 / FRAME_SAMPLES as f32
             };
             let source = self.history[start + (self.phase + n) % self.pitch];
             *sample = (source as f32 * gain) as i16;
         }
         for (n, tail) in self.tail.iter_mut().enumerate() {
-            *tail = (self.history[start + (self.phase + FRAME_SAMPLES + n) % self.pitch] as f32 * frame_gain_end) as i16;
+            *tail = (self.history[start + (self.phase + FRAME_SAMPLES + n) % self.pitch] as f32
+                * frame_gain_end) as i16;
         }
         self.phase = (self.phase + FRAME_SAMPLES) % self.pitch;
         // The repeated period stays the one from the last good frame; history is not fed with
@@ -137,7 +146,11 @@ mod tests {
         concealer.conceal(&mut concealed);
         assert_eq!(concealer.pitch, 64);
         let truth = voiced(5 * FRAME_SAMPLES);
-        let error: f64 = truth.iter().zip(concealed.iter()).map(|(a, b)| ((*a as f64) - (*b as f64)).powi(2)).sum();
+        let error: f64 = truth
+            .iter()
+            .zip(concealed.iter())
+            .map(|(a, b)| ((*a as f64) - (*b as f64)).powi(2))
+            .sum();
         let energy: f64 = truth.iter().map(|a| (*a as f64).powi(2)).sum();
         let snr = 10.0 * (energy / error.max(1.0)).log10();
         assert!(snr > 20.0, "periodic signal is continued (SNR {snr:.1} dB)");

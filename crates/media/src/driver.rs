@@ -29,7 +29,10 @@ pub enum DriverError {
     #[error(transparent)]
     Ports(#[from] PortError),
     #[error("cannot bind RTP sockets on {address}: {source}")]
-    Bind { address: IpAddr, source: std::io::Error },
+    Bind {
+        address: IpAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A bound RTP (even) / RTCP (odd) socket pair, holding its port lease.
@@ -49,7 +52,13 @@ impl RtpSockets {
             let rtp = UdpSocket::bind(SocketAddr::new(address, lease.rtp_port())).await;
             let rtcp = UdpSocket::bind(SocketAddr::new(address, lease.rtcp_port())).await;
             match (rtp, rtcp) {
-                (Ok(rtp), Ok(rtcp)) => return Ok(RtpSockets { rtp, rtcp, _lease: lease }),
+                (Ok(rtp), Ok(rtcp)) => {
+                    return Ok(RtpSockets {
+                        rtp,
+                        rtcp,
+                        _lease: lease,
+                    });
+                }
                 (Err(e), _) | (_, Err(e)) => last_error = Some(e),
             }
         }
@@ -67,11 +76,18 @@ impl RtpSockets {
 /// What the call task can ask of its media.
 #[derive(Debug)]
 pub enum MediaCommand {
-    Play { playlist: Playlist, barge_in: bool, started: Option<oneshot::Sender<u64>> },
+    Play {
+        playlist: Playlist,
+        barge_in: bool,
+        started: Option<oneshot::Sender<u64>>,
+    },
     Stop,
     PlayTone(ToneKind),
     PlayMusic(Arc<EncodedPrompt>),
-    SendDtmf { digit: DtmfDigit, duration_ms: u32 },
+    SendDtmf {
+        digit: DtmfDigit,
+        duration_ms: u32,
+    },
     Renegotiate(NegotiatedMedia),
     /// Send the frames given with `LiveFrame` from now on (bridge/mixer).
     GoLive,

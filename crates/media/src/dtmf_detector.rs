@@ -16,7 +16,12 @@ use crate::telephone_event::{DtmfDigit, DtmfEvent, DtmfSource};
 const BLOCK: usize = 80;
 const ROWS: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
 const COLUMNS: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
-const KEYPAD: [[char; 4]; 4] = [['1', '2', '3', 'A'], ['4', '5', '6', 'B'], ['7', '8', '9', 'C'], ['*', '0', '#', 'D']];
+const KEYPAD: [[char; 4]; 4] = [
+    ['1', '2', '3', 'A'],
+    ['4', '5', '6', 'B'],
+    ['7', '8', '9', 'C'],
+    ['*', '0', '#', 'D'],
+];
 
 /// Per-tone energy floor (≈ −30 dBm0 in block-energy units: N·A²/2 with A = 717).
 const TONE_ENERGY_FLOOR: f32 = BLOCK as f32 * 717.0 * 717.0 / 2.0;
@@ -54,7 +59,10 @@ impl Default for DtmfDetector {
 impl DtmfDetector {
     pub fn new() -> Self {
         let mut coefficients = [0f32; 8];
-        for (c, f) in coefficients.iter_mut().zip(ROWS.iter().chain(COLUMNS.iter())) {
+        for (c, f) in coefficients
+            .iter_mut()
+            .zip(ROWS.iter().chain(COLUMNS.iter()))
+        {
             *c = 2.0 * (2.0 * std::f32::consts::PI * f / 8000.0).cos();
         }
         DtmfDetector {
@@ -89,7 +97,8 @@ impl DtmfDetector {
     fn finish_block(&mut self, emit: &mut impl FnMut(DtmfEvent)) {
         let mut energies = [0f32; 8];
         for (k, energy) in energies.iter_mut().enumerate() {
-            let power = self.s1[k] * self.s1[k] + self.s2[k] * self.s2[k] - self.coefficients[k] * self.s1[k] * self.s2[k];
+            let power = self.s1[k] * self.s1[k] + self.s2[k] * self.s2[k]
+                - self.coefficients[k] * self.s1[k] * self.s2[k];
             // |X|² → the tone's share of block energy (N·A²/2 for a pure tone).
             *energy = 2.0 * power / BLOCK as f32;
         }
@@ -100,7 +109,9 @@ impl DtmfDetector {
         self.filled = 0;
 
         let confirmed = match (self.previous, candidate) {
-            ([Some((first, e1)), Some((second, e2))], Some((third, e3))) if first == second && second == third => {
+            ([Some((first, e1)), Some((second, e2))], Some((third, e3)))
+                if first == second && second == third =>
+            {
                 let strongest = e1.max(e2).max(e3);
                 let weakest = e1.min(e2).min(e3).max(1.0);
                 (strongest / weakest <= BLOCK_MATCH).then_some(third)
@@ -118,19 +129,29 @@ impl DtmfDetector {
                 self.misses += 1;
                 if self.misses >= 2 || confirmed.is_some() {
                     let duration_ms = blocks * BLOCK as u32 * 1000 / 8000;
-                    emit(DtmfEvent::Released { digit: active, source: DtmfSource::InBand, duration_ms });
+                    emit(DtmfEvent::Released {
+                        digit: active,
+                        source: DtmfSource::InBand,
+                        duration_ms,
+                    });
                     self.active = None;
                     self.misses = 0;
                     if let Some(digit) = confirmed {
                         self.active = Some((digit, 3));
-                        emit(DtmfEvent::Pressed { digit, source: DtmfSource::InBand });
+                        emit(DtmfEvent::Pressed {
+                            digit,
+                            source: DtmfSource::InBand,
+                        });
                     }
                 }
             }
             (None, Some(digit)) => {
                 self.active = Some((digit, 3));
                 self.misses = 0;
-                emit(DtmfEvent::Pressed { digit, source: DtmfSource::InBand });
+                emit(DtmfEvent::Pressed {
+                    digit,
+                    source: DtmfSource::InBand,
+                });
             }
             (None, None) => {}
         }
@@ -211,7 +232,9 @@ mod tests {
             (0..ms * 8)
                 .map(|n| {
                     let t = n as f32 / 8000.0;
-                    level(dbm0_each) * ((2.0 * std::f32::consts::PI * f1 * t).sin() + (2.0 * std::f32::consts::PI * f2 * t).sin())
+                    level(dbm0_each)
+                        * ((2.0 * std::f32::consts::PI * f1 * t).sin()
+                            + (2.0 * std::f32::consts::PI * f2 * t).sin())
                 })
                 .collect()
         }
@@ -254,14 +277,24 @@ mod tests {
             parts.push(Signal::silence(50));
         }
         let signal = Signal::build(parts, Some(-45.0), 1);
-        assert_eq!(detect(&signal.samples).into_iter().collect::<String>(), "0123456789*#ABCD");
+        assert_eq!(
+            detect(&signal.samples).into_iter().collect::<String>(),
+            "0123456789*#ABCD"
+        );
     }
 
     #[test]
     fn forty_ms_tones_are_accepted_at_every_alignment() {
         for offset_samples in (0..80).step_by(7) {
-            let (row, column) = key_frequencies(DtmfDigit::from_char('7').unwrap_or(DtmfDigit::from_event_code(7).unwrap_or_else(|| unreachable!())));
-            let parts = vec![vec![0.0; offset_samples], Signal::dual_tone(row, column, -20.0, 40), Signal::silence(60)];
+            let (row, column) = key_frequencies(
+                DtmfDigit::from_char('7')
+                    .unwrap_or(DtmfDigit::from_event_code(7).unwrap_or_else(|| unreachable!())),
+            );
+            let parts = vec![
+                vec![0.0; offset_samples],
+                Signal::dual_tone(row, column, -20.0, 40),
+                Signal::silence(60),
+            ];
             let signal = Signal::build(parts, Some(-50.0), offset_samples as u64);
             assert_eq!(detect(&signal.samples), ['7'], "offset {offset_samples}");
         }
@@ -270,12 +303,16 @@ mod tests {
     #[test]
     fn tones_shorter_than_20_ms_are_rejected_at_every_alignment() {
         for offset_samples in 0..80 {
-            let (row, column) = key_frequencies(DtmfDigit::from_char('5').unwrap_or_else(|| unreachable!()));
+            let (row, column) =
+                key_frequencies(DtmfDigit::from_char('5').unwrap_or_else(|| unreachable!()));
             let mut tone = Signal::dual_tone(row, column, -10.0, 20);
             tone.truncate(159);
             let parts = vec![vec![0.0; offset_samples], tone, Signal::silence(60)];
             let signal = Signal::build(parts, None, 0);
-            assert!(detect(&signal.samples).is_empty(), "offset {offset_samples}");
+            assert!(
+                detect(&signal.samples).is_empty(),
+                "offset {offset_samples}"
+            );
         }
     }
 
@@ -284,7 +321,8 @@ mod tests {
         // 45 ms tones with 45 ms pauses ("1", "1", "2") must give three presses.
         let mut parts = Vec::new();
         for key in ['1', '1', '2'] {
-            let (row, column) = key_frequencies(DtmfDigit::from_char(key).unwrap_or_else(|| unreachable!()));
+            let (row, column) =
+                key_frequencies(DtmfDigit::from_char(key).unwrap_or_else(|| unreachable!()));
             parts.push(Signal::dual_tone(row, column, -15.0, 45));
             parts.push(Signal::silence(45));
         }
@@ -302,14 +340,21 @@ mod tests {
             let t = n as f32 / 8000.0;
             let f0 = 160.0 + 60.0 * (2.0 * std::f32::consts::PI * 0.7 * t).sin();
             phase += 2.0 * std::f32::consts::PI * f0 / 8000.0;
-            let formants = [700.0 + 300.0 * (1.3 * t).sin(), 1200.0 + 500.0 * (0.9 * t).cos(), 2500.0];
+            let formants = [
+                700.0 + 300.0 * (1.3 * t).sin(),
+                1200.0 + 500.0 * (0.9 * t).cos(),
+                2500.0,
+            ];
             let mut x = 0f32;
             for h in 1..=30 {
                 let f = f0 * h as f32;
                 if f > 3800.0 {
                     break;
                 }
-                let gain: f32 = formants.iter().map(|fm| 1.0 / (1.0 + ((f - fm) / 120.0).powi(2))).sum();
+                let gain: f32 = formants
+                    .iter()
+                    .map(|fm| 1.0 / (1.0 + ((f - fm) / 120.0).powi(2)))
+                    .sum();
                 x += gain * (phase * h as f32).sin() / h as f32;
             }
             let envelope = (2.0 * std::f32::consts::PI * 4.0 * t).sin().abs();
@@ -322,7 +367,12 @@ mod tests {
     fn music_like_signal_is_not_detected() {
         // Chords of piano-like notes (decaying harmonics) over a bass line, including notes near
         // DTMF frequencies (F5 ≈ 698 Hz, E6 ≈ 1319 Hz), for four seconds.
-        let chords: [[f32; 3]; 4] = [[261.6, 329.6, 392.0], [349.2, 440.0, 698.5], [392.0, 493.9, 1318.5], [220.0, 261.6, 329.6]];
+        let chords: [[f32; 3]; 4] = [
+            [261.6, 329.6, 392.0],
+            [349.2, 440.0, 698.5],
+            [392.0, 493.9, 1318.5],
+            [220.0, 261.6, 329.6],
+        ];
         let mut samples = Vec::new();
         for n in 0..32000 {
             let t = n as f32 / 8000.0;
@@ -332,7 +382,8 @@ mod tests {
             let mut x = 0f32;
             for (i, &f) in chord.iter().enumerate() {
                 for h in 1..=6 {
-                    x += (2.0 * std::f32::consts::PI * f * h as f32 * t + i as f32).sin() / (h * h) as f32;
+                    x += (2.0 * std::f32::consts::PI * f * h as f32 * t + i as f32).sin()
+                        / (h * h) as f32;
                 }
             }
             x += 0.8 * (2.0 * std::f32::consts::PI * chord[0] / 2.0 * t).sin();
@@ -343,8 +394,16 @@ mod tests {
 
     #[test]
     fn release_reports_duration() {
-        let (row, column) = key_frequencies(DtmfDigit::from_char('#').unwrap_or_else(|| unreachable!()));
-        let signal = Signal::build(vec![Signal::dual_tone(row, column, -15.0, 200), Signal::silence(60)], None, 0);
+        let (row, column) =
+            key_frequencies(DtmfDigit::from_char('#').unwrap_or_else(|| unreachable!()));
+        let signal = Signal::build(
+            vec![
+                Signal::dual_tone(row, column, -15.0, 200),
+                Signal::silence(60),
+            ],
+            None,
+            0,
+        );
         let mut detector = DtmfDetector::new();
         let mut durations = Vec::new();
         detector.process(&signal.samples, |event| {

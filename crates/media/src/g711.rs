@@ -24,8 +24,16 @@ const fn segment_of(value: i32, ends: &[i32; 8]) -> usize {
 
 /// Encodes one 14-bit linear sample (the top 14 bits of an i16) to µ-law.
 const fn ulaw_from_linear14(sample14: i32) -> u8 {
-    let (magnitude, mask) = if sample14 < 0 { (-sample14, 0x7F) } else { (sample14, 0xFF) };
-    let magnitude = if magnitude > ULAW_CLIP { ULAW_CLIP } else { magnitude } + (ULAW_BIAS >> 2);
+    let (magnitude, mask) = if sample14 < 0 {
+        (-sample14, 0x7F)
+    } else {
+        (sample14, 0xFF)
+    };
+    let magnitude = if magnitude > ULAW_CLIP {
+        ULAW_CLIP
+    } else {
+        magnitude
+    } + (ULAW_BIAS >> 2);
     let segment = segment_of(magnitude, &ULAW_SEGMENT_END);
     if segment >= 8 {
         return (0x7F ^ mask) as u8;
@@ -36,7 +44,11 @@ const fn ulaw_from_linear14(sample14: i32) -> u8 {
 
 /// Encodes one 13-bit linear sample (the top 13 bits of an i16) to A-law.
 const fn alaw_from_linear13(sample13: i32) -> u8 {
-    let (magnitude, mask) = if sample13 >= 0 { (sample13, 0xD5) } else { (-sample13 - 1, 0x55) };
+    let (magnitude, mask) = if sample13 >= 0 {
+        (sample13, 0xD5)
+    } else {
+        (-sample13 - 1, 0x55)
+    };
     let segment = segment_of(magnitude, &ALAW_SEGMENT_END);
     if segment >= 8 {
         return (0x7F ^ mask) as u8;
@@ -54,7 +66,11 @@ const fn ulaw_to_linear_const(code: u8) -> i16 {
     let inverted = !code as i32;
     let mut magnitude = ((inverted & 0x0F) << 3) + ULAW_BIAS;
     magnitude <<= (inverted & 0x70) >> 4;
-    if inverted & 0x80 != 0 { (ULAW_BIAS - magnitude) as i16 } else { (magnitude - ULAW_BIAS) as i16 }
+    if inverted & 0x80 != 0 {
+        (ULAW_BIAS - magnitude) as i16
+    } else {
+        (magnitude - ULAW_BIAS) as i16
+    }
 }
 
 const fn alaw_to_linear_const(code: u8) -> i16 {
@@ -69,7 +85,11 @@ const fn alaw_to_linear_const(code: u8) -> i16 {
             magnitude <<= segment - 1;
         }
     }
-    if toggled & 0x80 != 0 { magnitude as i16 } else { -magnitude as i16 }
+    if toggled & 0x80 != 0 {
+        magnitude as i16
+    } else {
+        -magnitude as i16
+    }
 }
 
 static ULAW_DECODE: [i16; 256] = {
@@ -218,7 +238,11 @@ mod tests {
     fn every_code_round_trips() {
         for code in 0..=255u8 {
             let expected_ulaw = if code == 0x7F { 0xFF } else { code };
-            assert_eq!(ulaw_encode(ulaw_decode(code)), expected_ulaw, "µ-law {code:#04x}");
+            assert_eq!(
+                ulaw_encode(ulaw_decode(code)),
+                expected_ulaw,
+                "µ-law {code:#04x}"
+            );
             assert_eq!(alaw_encode(alaw_decode(code)), code, "A-law {code:#04x}");
         }
     }
@@ -233,8 +257,14 @@ mod tests {
             // Largest step is 1024 (µ-law) / 1024 (A-law) in the top segment; clipping above.
             let bound = (magnitude / 16).max(16) + 8;
             if magnitude < 32000 {
-                assert!((ulaw - sample as i32).abs() <= bound, "µ-law {sample} -> {ulaw}");
-                assert!((alaw - sample as i32).abs() <= bound, "A-law {sample} -> {alaw}");
+                assert!(
+                    (ulaw - sample as i32).abs() <= bound,
+                    "µ-law {sample} -> {ulaw}"
+                );
+                assert!(
+                    (alaw - sample as i32).abs() <= bound,
+                    "A-law {sample} -> {alaw}"
+                );
             }
         }
     }

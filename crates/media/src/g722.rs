@@ -12,19 +12,18 @@ const Q6: [i32; 32] = [
     1023, 1121, 1219, 1339, 1458, 1612, 1765, 1980, 2195, 2557, 2919, 0, 0,
 ];
 const ILN: [i32; 32] = [
-    0, 63, 62, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12,
-    11, 10, 9, 8, 7, 6, 5, 4, 0,
+    0, 63, 62, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11,
+    10, 9, 8, 7, 6, 5, 4, 0,
 ];
 const ILP: [i32; 32] = [
-    0, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, 47, 46, 45, 44, 43, 42, 41, 40,
-    39, 38, 37, 36, 35, 34, 33, 32, 0,
+    0, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, 47, 46, 45, 44, 43, 42, 41, 40, 39,
+    38, 37, 36, 35, 34, 33, 32, 0,
 ];
 const WL: [i32; 8] = [-60, -30, 58, 172, 334, 538, 1198, 3042];
 const RL42: [i32; 16] = [0, 7, 6, 5, 4, 3, 2, 1, 7, 6, 5, 4, 3, 2, 1, 0];
 const ILB: [i32; 32] = [
-    2048, 2093, 2139, 2186, 2233, 2282, 2332, 2383, 2435, 2489, 2543, 2599, 2656, 2714, 2774,
-    2834, 2896, 2960, 3025, 3091, 3158, 3228, 3298, 3371, 3444, 3520, 3597, 3676, 3756, 3838,
-    3922, 4008,
+    2048, 2093, 2139, 2186, 2233, 2282, 2332, 2383, 2435, 2489, 2543, 2599, 2656, 2714, 2774, 2834,
+    2896, 2960, 3025, 3091, 3158, 3228, 3298, 3371, 3444, 3520, 3597, 3676, 3756, 3838, 3922, 4008,
 ];
 const QM4: [i32; 16] = [
     0, -20456, -12896, -8968, -6288, -4240, -2584, -1200, 20456, 12896, 8968, 6288, 4240, 2584,
@@ -32,11 +31,11 @@ const QM4: [i32; 16] = [
 ];
 const QM2: [i32; 4] = [-7408, -1616, 7408, 1616];
 const QM6: [i32; 64] = [
-    -136, -136, -136, -136, -24808, -21904, -19008, -16704, -14984, -13512, -12280, -11192,
-    -10232, -9360, -8576, -7856, -7192, -6576, -6000, -5456, -4944, -4464, -4008, -3576, -3168,
-    -2776, -2400, -2032, -1688, -1360, -1040, -728, 24808, 21904, 19008, 16704, 14984, 13512,
-    12280, 11192, 10232, 9360, 8576, 7856, 7192, 6576, 6000, 5456, 4944, 4464, 4008, 3576, 3168,
-    2776, 2400, 2032, 1688, 1360, 1040, 728, 432, 136, -432, -136,
+    -136, -136, -136, -136, -24808, -21904, -19008, -16704, -14984, -13512, -12280, -11192, -10232,
+    -9360, -8576, -7856, -7192, -6576, -6000, -5456, -4944, -4464, -4008, -3576, -3168, -2776,
+    -2400, -2032, -1688, -1360, -1040, -728, 24808, 21904, 19008, 16704, 14984, 13512, 12280,
+    11192, 10232, 9360, 8576, 7856, 7192, 6576, 6000, 5456, 4944, 4464, 4008, 3576, 3168, 2776,
+    2400, 2032, 1688, 1360, 1040, 728, 432, 136, -432, -136,
 ];
 const IHN: [i32; 3] = [0, 1, 0];
 const IHP: [i32; 3] = [0, 3, 2];
@@ -67,7 +66,10 @@ struct SubBand {
 
 impl SubBand {
     fn new(det: i32) -> Self {
-        SubBand { det, ..SubBand::default() }
+        SubBand {
+            det,
+            ..SubBand::default()
+        }
     }
 
     /// Block 4: reconstruction, pole/zero predictor adaptation and the next prediction.
@@ -136,7 +138,11 @@ impl SubBand {
         self.nb = nb.clamp(0, nb_max);
         let index = ((self.nb >> 6) & 31) as usize;
         let shift = shift_base - (self.nb >> 11);
-        let wd3 = if shift < 0 { ILB[index] << -shift } else { ILB[index] >> shift };
+        let wd3 = if shift < 0 {
+            ILB[index] << -shift
+        } else {
+            ILB[index] >> shift
+        };
         self.det = wd3 << 2;
     }
 }
@@ -157,7 +163,11 @@ impl Default for G722Encoder {
 
 impl G722Encoder {
     pub fn new() -> Self {
-        G722Encoder { qmf: [0; 24], low: SubBand::new(32), high: SubBand::new(8) }
+        G722Encoder {
+            qmf: [0; 24],
+            low: SubBand::new(32),
+            high: SubBand::new(8),
+        }
     }
 
     /// Encodes 16 kHz `pcm` into `out`; returns bytes written (`pcm.len() / 2`, bounded by `out`).
@@ -202,7 +212,11 @@ impl G722Encoder {
         // High band: SUBTRA, QUANTH, INVQAH, LOGSCH, SCALEH.
         let eh = saturate(x_high - self.high.s);
         let magnitude = if eh >= 0 { eh } else { -(eh + 1) };
-        let mih = if magnitude >= (564 * self.high.det) >> 12 { 2 } else { 1 };
+        let mih = if magnitude >= (564 * self.high.det) >> 12 {
+            2
+        } else {
+            1
+        };
         let ihigh = if eh < 0 { IHN[mih] } else { IHP[mih] };
         let dhigh = (self.high.det * QM2[ihigh as usize]) >> 15;
         self.high.scale(WH[RH2[ihigh as usize] as usize], 22528, 10);
@@ -228,7 +242,11 @@ impl Default for G722Decoder {
 
 impl G722Decoder {
     pub fn new() -> Self {
-        G722Decoder { qmf: [0; 24], low: SubBand::new(32), high: SubBand::new(8) }
+        G722Decoder {
+            qmf: [0; 24],
+            low: SubBand::new(32),
+            high: SubBand::new(8),
+        }
     }
 
     /// Decodes `codes` into 16 kHz `out`; returns samples written (`2 * codes.len()`, bounded).
@@ -281,7 +299,10 @@ mod tests {
 
     fn tone(frequency: f64, amplitude: f64, samples: usize) -> Vec<i16> {
         (0..samples)
-            .map(|n| (amplitude * (2.0 * std::f64::consts::PI * frequency * n as f64 / 16000.0).sin()) as i16)
+            .map(|n| {
+                (amplitude * (2.0 * std::f64::consts::PI * frequency * n as f64 / 16000.0).sin())
+                    as i16
+            })
             .collect()
     }
 
@@ -340,7 +361,9 @@ mod tests {
 
     #[test]
     fn full_scale_input_does_not_overflow() {
-        let pcm: Vec<i16> = (0..3200).map(|n| if (n / 7) % 2 == 0 { i16::MAX } else { i16::MIN }).collect();
+        let pcm: Vec<i16> = (0..3200)
+            .map(|n| if (n / 7) % 2 == 0 { i16::MAX } else { i16::MIN })
+            .collect();
         let out = round_trip(&pcm);
         assert_eq!(out.len(), pcm.len());
     }
@@ -389,7 +412,9 @@ mod reference_vectors {
 
     fn reference_codes() -> Vec<u8> {
         let hex: String = ENCODED_HEX.concat();
-        (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0)).collect()
+        (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0))
+            .collect()
     }
 
     #[test]
@@ -405,7 +430,10 @@ mod reference_vectors {
     #[test]
     fn decoder_is_bit_exact_with_libg722() {
         let mut pcm = vec![0i16; 1600];
-        assert_eq!(G722Decoder::new().decode(&reference_codes(), &mut pcm), 1600);
+        assert_eq!(
+            G722Decoder::new().decode(&reference_codes(), &mut pcm),
+            1600
+        );
         assert_eq!(&pcm[..12], &[0, -1, -1, 0, 0, -2, -1, 7, 1, -28, 1, 96]);
         // FNV-1a over the 16-bit samples of libg722's decoder output.
         let mut hash: u64 = 0xcbf29ce484222325;

@@ -34,7 +34,12 @@ pub struct JitterConfig {
 
 impl Default for JitterConfig {
     fn default() -> Self {
-        JitterConfig { min_depth: 2, max_depth: 12, frame_timestamp_units: 160, clock_rate: 8000 }
+        JitterConfig {
+            min_depth: 2,
+            max_depth: 12,
+            frame_timestamp_units: 160,
+            clock_rate: 8000,
+        }
     }
 }
 
@@ -58,7 +63,11 @@ pub enum Playout<'a> {
     /// Still filling up to the target depth (or nothing received yet): play comfort noise/silence.
     Buffering,
     /// The frame for this tick.
-    Frame { payload: &'a [u8], payload_type: u8, sequence: u16 },
+    Frame {
+        payload: &'a [u8],
+        payload_type: u8,
+        sequence: u16,
+    },
     /// This frame is missing (lost or not yet here): conceal it.
     Lost,
 }
@@ -72,8 +81,13 @@ struct Slot {
     payload: [u8; MAX_FRAME_BYTES],
 }
 
-const EMPTY_SLOT: Slot =
-    Slot { occupied: false, extended_sequence: 0, payload_type: 0, length: 0, payload: [0; MAX_FRAME_BYTES] };
+const EMPTY_SLOT: Slot = Slot {
+    occupied: false,
+    extended_sequence: 0,
+    payload_type: 0,
+    length: 0,
+    payload: [0; MAX_FRAME_BYTES],
+};
 
 /// Counters for the call's quality summary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -109,7 +123,11 @@ pub struct JitterBuffer {
 impl JitterBuffer {
     pub fn new(config: JitterConfig) -> Self {
         let min_depth = config.min_depth.max(1);
-        let config = JitterConfig { min_depth, max_depth: config.max_depth.clamp(min_depth, SLOTS / 2), ..config };
+        let config = JitterConfig {
+            min_depth,
+            max_depth: config.max_depth.clamp(min_depth, SLOTS / 2),
+            ..config
+        };
         JitterBuffer {
             config,
             slots: Box::new([EMPTY_SLOT; SLOTS]),
@@ -156,7 +174,11 @@ impl JitterBuffer {
             Some(highest) => {
                 let base = highest & !0xFFFF;
                 let candidate = base + sequence as u64;
-                let candidates = [candidate.saturating_sub(1 << 16), candidate, candidate + (1 << 16)];
+                let candidates = [
+                    candidate.saturating_sub(1 << 16),
+                    candidate,
+                    candidate + (1 << 16),
+                ];
                 let mut best = candidate;
                 let mut best_distance = u64::MAX;
                 for c in candidates {
@@ -172,7 +194,14 @@ impl JitterBuffer {
     }
 
     /// Adds a received packet. `now` is its arrival time.
-    pub fn push(&mut self, now: Instant, sequence: u16, timestamp: u32, payload_type: u8, payload: &[u8]) -> PushOutcome {
+    pub fn push(
+        &mut self,
+        now: Instant,
+        sequence: u16,
+        timestamp: u32,
+        payload_type: u8,
+        payload: &[u8],
+    ) -> PushOutcome {
         if payload.len() > MAX_FRAME_BYTES {
             return PushOutcome::Oversized;
         }
@@ -196,7 +225,11 @@ impl JitterBuffer {
             self.reset();
             outcome = PushOutcome::Resynchronised;
         }
-        let extended = if outcome == PushOutcome::Resynchronised { self.extend(sequence) } else { extended };
+        let extended = if outcome == PushOutcome::Resynchronised {
+            self.extend(sequence)
+        } else {
+            extended
+        };
         let slot = &mut self.slots[(extended % SLOTS as u64) as usize];
         if slot.occupied && slot.extended_sequence == extended {
             self.stats.duplicates += 1;
@@ -286,8 +319,9 @@ impl JitterBuffer {
         self.peak_deviation *= 0.98;
         self.calm_frames = self.calm_frames.saturating_add(1);
         let depth = self.depth();
-        let relaxed = (((3.0 * self.jitter).max(self.peak_deviation) / self.config.frame_timestamp_units as f64).ceil()
-            as usize
+        let relaxed = (((3.0 * self.jitter).max(self.peak_deviation)
+            / self.config.frame_timestamp_units as f64)
+            .ceil() as usize
             + 1)
         .clamp(self.config.min_depth, self.config.max_depth);
         if self.calm_frames >= CALM_FRAMES_BEFORE_SHRINK && self.target_depth > relaxed {
@@ -295,7 +329,9 @@ impl JitterBuffer {
             self.calm_frames = 0;
         }
         let mut play = next;
-        if depth > self.target_depth + 1 && self.calm_frames == 0 || depth > self.config.max_depth + 2 {
+        if depth > self.target_depth + 1 && self.calm_frames == 0
+            || depth > self.config.max_depth + 2
+        {
             // Too deep: drop one frame to cut delay.
             let index = (play % SLOTS as u64) as usize;
             if self.slots[index].occupied && self.slots[index].extended_sequence == play {
@@ -316,7 +352,11 @@ impl JitterBuffer {
         if slot.occupied && slot.extended_sequence == play {
             slot.occupied = false;
             let slot = &self.slots[index];
-            Playout::Frame { payload: &slot.payload[..slot.length], payload_type: slot.payload_type, sequence: play as u16 }
+            Playout::Frame {
+                payload: &slot.payload[..slot.length],
+                payload_type: slot.payload_type,
+                sequence: play as u16,
+            }
         } else {
             if play > highest {
                 // Underrun: nothing at all to play. Hold the play-out point and grow.
@@ -346,7 +386,9 @@ mod tests {
     fn played(buffer: &mut JitterBuffer, now: Instant) -> Option<Option<u16>> {
         match buffer.pop(now) {
             Playout::Buffering => None,
-            Playout::Frame { payload, sequence, .. } => {
+            Playout::Frame {
+                payload, sequence, ..
+            } => {
                 assert_eq!(payload[0], sequence as u8);
                 Some(Some(sequence))
             }
@@ -361,13 +403,20 @@ mod tests {
         let mut out = Vec::new();
         for i in 0..100u16 {
             let now = start + Duration::from_millis(20 * i as u64);
-            assert_eq!(buffer.push(now, 1000 + i, 160 * i as u32, 0, &payload(1000 + i)), PushOutcome::Accepted);
+            assert_eq!(
+                buffer.push(now, 1000 + i, 160 * i as u32, 0, &payload(1000 + i)),
+                PushOutcome::Accepted
+            );
             if let Some(frame) = played(&mut buffer, now) {
                 out.push(frame);
             }
         }
         assert_eq!(out.len(), 99, "starts after two frames are buffered");
-        assert!(out.iter().enumerate().all(|(k, f)| *f == Some(1000 + k as u16)));
+        assert!(
+            out.iter()
+                .enumerate()
+                .all(|(k, f)| *f == Some(1000 + k as u16))
+        );
         assert_eq!(buffer.stats().lost, 0);
         assert_eq!(buffer.target_depth(), 2);
     }
@@ -375,9 +424,16 @@ mod tests {
     #[test]
     fn shuffled_packets_are_reordered() {
         let start = Instant::now();
-        let mut buffer = JitterBuffer::new(JitterConfig { min_depth: 4, ..JitterConfig::default() });
+        let mut buffer = JitterBuffer::new(JitterConfig {
+            min_depth: 4,
+            ..JitterConfig::default()
+        });
         // Deliver in blocks of four, each block reversed.
-        let order: Vec<u16> = (0..40u16).collect::<Vec<_>>().chunks(4).flat_map(|c| c.iter().rev().copied()).collect();
+        let order: Vec<u16> = (0..40u16)
+            .collect::<Vec<_>>()
+            .chunks(4)
+            .flat_map(|c| c.iter().rev().copied())
+            .collect();
         let mut out = Vec::new();
         for (tick, &seq) in order.iter().enumerate() {
             let now = start + Duration::from_millis(20 * tick as u64);
@@ -396,12 +452,18 @@ mod tests {
         let start = Instant::now();
         let mut buffer = JitterBuffer::new(JitterConfig::default());
         buffer.push(start, 10, 0, 0, &payload(10));
-        assert_eq!(buffer.push(start, 10, 0, 0, &payload(10)), PushOutcome::Duplicate);
+        assert_eq!(
+            buffer.push(start, 10, 0, 0, &payload(10)),
+            PushOutcome::Duplicate
+        );
         buffer.push(start, 11, 160, 0, &payload(11));
         assert_eq!(played(&mut buffer, start), Some(Some(10)));
         assert_eq!(played(&mut buffer, start), Some(Some(11)));
         // Sequence 10 again, after it was played: late.
-        assert_eq!(buffer.push(start, 10, 0, 0, &payload(10)), PushOutcome::Late);
+        assert_eq!(
+            buffer.push(start, 10, 0, 0, &payload(10)),
+            PushOutcome::Late
+        );
         let stats = buffer.stats();
         assert_eq!((stats.duplicates, stats.late), (1, 1));
         assert!(buffer.target_depth() > 2, "a late packet grows the delay");
@@ -422,7 +484,10 @@ mod tests {
             }
         }
         let received: Vec<u16> = out.iter().flatten().copied().collect();
-        let expected: Vec<u16> = (0..20).filter(|s| *s != 7 && *s != 8).take(received.len()).collect();
+        let expected: Vec<u16> = (0..20)
+            .filter(|s| *s != 7 && *s != 8)
+            .take(received.len())
+            .collect();
         assert_eq!(received, expected);
         // Two real losses; the first gap also looks like an underrun, which grows the delay
         // by one more concealed frame.
@@ -456,7 +521,7 @@ mod tests {
         let mut seq = 0u16;
         // Two seconds of ±40 ms jitter: packets arrive in bursts of three every 60 ms.
         for _ in 0..34 {
-            let now = start + Duration::from_millis(60 * (tick / 3 + 1) * 1);
+            let now = start + Duration::from_millis(60 * (tick / 3 + 1));
             for _ in 0..3 {
                 buffer.push(now, seq, 160 * seq as u32, 0, &payload(seq));
                 seq += 1;
@@ -476,12 +541,19 @@ mod tests {
             seq = seq.wrapping_add(1);
             let _ = buffer.pop(now);
         }
-        assert!(buffer.target_depth() < grown, "target {} should shrink below {grown}", buffer.target_depth());
+        assert!(
+            buffer.target_depth() < grown,
+            "target {} should shrink below {grown}",
+            buffer.target_depth()
+        );
     }
 
     #[test]
     fn oversized_payload_is_refused() {
         let mut buffer = JitterBuffer::new(JitterConfig::default());
-        assert_eq!(buffer.push(Instant::now(), 1, 0, 0, &[0u8; 400]), PushOutcome::Oversized);
+        assert_eq!(
+            buffer.push(Instant::now(), 1, 0, 0, &[0u8; 400]),
+            PushOutcome::Oversized
+        );
     }
 }

@@ -40,7 +40,12 @@ impl Mixer {
 
     pub fn join(&mut self, id: PartyId, audience: Audience) {
         self.leave(id);
-        self.parties.push(Party { id, audience, input: [0; FRAME_SAMPLES], output: [0; FRAME_SAMPLES] });
+        self.parties.push(Party {
+            id,
+            audience,
+            input: [0; FRAME_SAMPLES],
+            output: [0; FRAME_SAMPLES],
+        });
     }
 
     pub fn leave(&mut self, id: PartyId) {
@@ -71,7 +76,11 @@ impl Mixer {
     /// Mixes one tick; then read each party's [`Mixer::output`].
     pub fn mix(&mut self) {
         let mut room = [0i32; FRAME_SAMPLES];
-        for party in self.parties.iter().filter(|p| p.audience == Audience::Everyone) {
+        for party in self
+            .parties
+            .iter()
+            .filter(|p| p.audience == Audience::Everyone)
+        {
             for (sum, sample) in room.iter_mut().zip(party.input.iter()) {
                 *sum += *sample as i32;
             }
@@ -85,7 +94,11 @@ impl Mixer {
                     *sum -= *sample as i32;
                 }
             }
-            for whisperer in self.parties.iter().filter(|p| p.audience == Audience::Only(id) && p.id != id) {
+            for whisperer in self
+                .parties
+                .iter()
+                .filter(|p| p.audience == Audience::Only(id) && p.id != id)
+            {
                 for (sum, sample) in mixed.iter_mut().zip(whisperer.input.iter()) {
                     *sum += *sample as i32;
                 }
@@ -123,7 +136,10 @@ mod tests {
             mixer.set_input(id, &level(value));
         }
         mixer.mix();
-        assert_eq!((heard(&mixer, 1), heard(&mixer, 2), heard(&mixer, 3)), (23, 103, 120));
+        assert_eq!(
+            (heard(&mixer, 1), heard(&mixer, 2), heard(&mixer, 3)),
+            (23, 103, 120)
+        );
     }
 
     #[test]
@@ -137,13 +153,37 @@ mod tests {
         mixer.set_input(agent, &level(20));
         mixer.set_input(supervisor, &level(3));
         mixer.mix();
-        assert_eq!((heard(&mixer, caller), heard(&mixer, agent), heard(&mixer, supervisor)), (20, 100, 120), "listen");
+        assert_eq!(
+            (
+                heard(&mixer, caller),
+                heard(&mixer, agent),
+                heard(&mixer, supervisor)
+            ),
+            (20, 100, 120),
+            "listen"
+        );
         mixer.set_audience(supervisor, Audience::Only(agent));
         mixer.mix();
-        assert_eq!((heard(&mixer, caller), heard(&mixer, agent), heard(&mixer, supervisor)), (20, 103, 120), "whisper");
+        assert_eq!(
+            (
+                heard(&mixer, caller),
+                heard(&mixer, agent),
+                heard(&mixer, supervisor)
+            ),
+            (20, 103, 120),
+            "whisper"
+        );
         mixer.set_audience(supervisor, Audience::Everyone);
         mixer.mix();
-        assert_eq!((heard(&mixer, caller), heard(&mixer, agent), heard(&mixer, supervisor)), (23, 103, 120), "barge");
+        assert_eq!(
+            (
+                heard(&mixer, caller),
+                heard(&mixer, agent),
+                heard(&mixer, supervisor)
+            ),
+            (23, 103, 120),
+            "barge"
+        );
         mixer.leave(supervisor);
         assert_eq!(mixer.len(), 2);
         assert_eq!(mixer.output(supervisor), None);

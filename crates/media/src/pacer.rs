@@ -19,12 +19,19 @@ pub struct PacingSchedule {
 
 impl PacingSchedule {
     pub fn new(start: Instant, period: Duration) -> Self {
-        PacingSchedule { start, period, next_tick: 1 }
+        PacingSchedule {
+            start,
+            period,
+            next_tick: 1,
+        }
     }
 
     /// When the next tick is due.
     pub fn next_deadline(&self) -> Instant {
-        self.start + self.period.saturating_mul(self.next_tick.min(u32::MAX as u64) as u32)
+        self.start
+            + self
+                .period
+                .saturating_mul(self.next_tick.min(u32::MAX as u64) as u32)
     }
 
     /// Called when woken at `now`: returns the tick number due (the latest one passed). If the
@@ -88,7 +95,10 @@ mod tests {
             let late = deadline + Duration::from_millis(n % 8);
             assert_eq!(schedule.on_wake(late), Some(n));
         }
-        assert_eq!(schedule.next_deadline(), start + Duration::from_secs(20) + FRAME_PERIOD);
+        assert_eq!(
+            schedule.next_deadline(),
+            start + Duration::from_secs(20) + FRAME_PERIOD
+        );
     }
 
     #[test]
@@ -96,7 +106,10 @@ mod tests {
         let start = Instant::now();
         let mut schedule = PacingSchedule::new(start, FRAME_PERIOD);
         assert_eq!(schedule.on_wake(start + Duration::from_millis(19)), None);
-        assert_eq!(schedule.on_wake(start + Duration::from_millis(105)), Some(5));
+        assert_eq!(
+            schedule.on_wake(start + Duration::from_millis(105)),
+            Some(5)
+        );
         assert_eq!(schedule.next_deadline(), start + Duration::from_millis(120));
     }
 }

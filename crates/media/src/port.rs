@@ -53,18 +53,27 @@ impl PortAllocator {
     pub fn new(range: RangeInclusive<u16>) -> Result<Self, PortError> {
         let (low, high) = (*range.start(), *range.end());
         let first = low.saturating_add(low % 2);
-        let free: VecDeque<u16> = (first as u32..high as u32).step_by(2).map(|p| p as u16).collect();
+        let free: VecDeque<u16> = (first as u32..high as u32)
+            .step_by(2)
+            .map(|p| p as u16)
+            .collect();
         if free.is_empty() {
             return Err(PortError::EmptyRange(low, high));
         }
-        Ok(PortAllocator { pairs: free.len(), free: Arc::new(Mutex::new(free)) })
+        Ok(PortAllocator {
+            pairs: free.len(),
+            free: Arc::new(Mutex::new(free)),
+        })
     }
 
     /// Takes the least recently used free pair.
     pub fn allocate(&self) -> Result<PortLease, PortError> {
         let mut free = self.free.lock().map_err(|_| PortError::Exhausted)?;
         let rtp = free.pop_front().ok_or(PortError::Exhausted)?;
-        Ok(PortLease { rtp, pool: Arc::clone(&self.free) })
+        Ok(PortLease {
+            rtp,
+            pool: Arc::clone(&self.free),
+        })
     }
 
     /// Number of pairs in the range.
@@ -87,9 +96,23 @@ mod tests {
         let allocator = PortAllocator::new(10001..=10010).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(allocator.capacity(), 4); // 10002, 10004, 10006, 10008 (10010 has no 10011)
         let leases: Vec<_> = (0..4).filter_map(|_| allocator.allocate().ok()).collect();
-        let ports: Vec<_> = leases.iter().map(|l| (l.rtp_port(), l.rtcp_port())).collect();
-        assert_eq!(ports, [(10002, 10003), (10004, 10005), (10006, 10007), (10008, 10009)]);
-        assert_eq!(allocator.allocate().map(|l| l.rtp_port()), Err(PortError::Exhausted));
+        let ports: Vec<_> = leases
+            .iter()
+            .map(|l| (l.rtp_port(), l.rtcp_port()))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                (10002, 10003),
+                (10004, 10005),
+                (10006, 10007),
+                (10008, 10009)
+            ]
+        );
+        assert_eq!(
+            allocator.allocate().map(|l| l.rtp_port()),
+            Err(PortError::Exhausted)
+        );
     }
 
     #[test]
@@ -98,12 +121,18 @@ mod tests {
         let first = allocator.allocate().map(|l| l.rtp_port());
         assert_eq!(first, Ok(20000)); // lease dropped at once → back of the queue
         assert_eq!(allocator.available(), 4);
-        let order: Vec<_> = (0..4).filter_map(|_| allocator.allocate().ok()).map(|l| l.rtp_port()).collect();
+        let order: Vec<_> = (0..4)
+            .filter_map(|_| allocator.allocate().ok())
+            .map(|l| l.rtp_port())
+            .collect();
         assert_eq!(order, [20002, 20004, 20006, 20000]);
     }
 
     #[test]
     fn empty_range_is_an_error() {
-        assert_eq!(PortAllocator::new(5000..=5000).map(|a| a.capacity()), Err(PortError::EmptyRange(5000, 5000)));
+        assert_eq!(
+            PortAllocator::new(5000..=5000).map(|a| a.capacity()),
+            Err(PortError::EmptyRange(5000, 5000))
+        );
     }
 }

@@ -26,7 +26,10 @@ const MAX_SECONDS: usize = 15 * 60;
 #[derive(Debug, Error)]
 pub enum PromptError {
     #[error("{path}: cannot open: {source}")]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: not a supported audio file: {reason}")]
     Unsupported { path: PathBuf, reason: String },
     #[error("{path}: has no audio track")]
@@ -38,7 +41,11 @@ pub enum PromptError {
     #[error("{path}: contains no audio samples")]
     Empty { path: PathBuf },
     #[error("{path}: resampling from {rate} Hz failed: {reason}")]
-    Resample { path: PathBuf, rate: u32, reason: String },
+    Resample {
+        path: PathBuf,
+        rate: u32,
+        reason: String,
+    },
 }
 
 /// Decoded mono audio at one sample rate.
@@ -74,12 +81,15 @@ impl EncodedPrompt {
 
     /// The encoded payload of frame `index`.
     pub fn payload(&self, index: usize) -> Option<&[u8]> {
-        self.payloads.get(index).map(|p| &p[..self.codec.frame_bytes()])
+        self.payloads
+            .get(index)
+            .map(|p| &p[..self.codec.frame_bytes()])
     }
 
     /// The 8 kHz PCM of frame `index`.
     pub fn pcm_frame(&self, index: usize) -> Option<&[i16]> {
-        self.pcm.get(index * FRAME_SAMPLES..(index + 1) * FRAME_SAMPLES)
+        self.pcm
+            .get(index * FRAME_SAMPLES..(index + 1) * FRAME_SAMPLES)
     }
 
     /// All 8 kHz PCM.
@@ -88,7 +98,12 @@ impl EncodedPrompt {
     }
 
     /// Encodes audio already decoded (used by the cache and by tests).
-    pub fn encode(name: &str, codec: Codec, narrow: &PcmAudio, wide: Option<&PcmAudio>) -> EncodedPrompt {
+    pub fn encode(
+        name: &str,
+        codec: Codec,
+        narrow: &PcmAudio,
+        wide: Option<&PcmAudio>,
+    ) -> EncodedPrompt {
         let frames = narrow.samples.len().div_ceil(FRAME_SAMPLES);
         let mut pcm = vec![0i16; frames * FRAME_SAMPLES];
         pcm[..narrow.samples.len()].copy_from_slice(&narrow.samples);
@@ -99,7 +114,10 @@ impl EncodedPrompt {
                 let mut padded = vec![0i16; frames * 2 * FRAME_SAMPLES];
                 let len = wide.samples.len().min(padded.len());
                 padded[..len].copy_from_slice(&wide.samples[..len]);
-                for (payload, chunk) in payloads.iter_mut().zip(padded.chunks_exact(2 * FRAME_SAMPLES)) {
+                for (payload, chunk) in payloads
+                    .iter_mut()
+                    .zip(padded.chunks_exact(2 * FRAME_SAMPLES))
+                {
                     encoder.encode_native(chunk, payload);
                 }
             }
@@ -111,32 +129,58 @@ impl EncodedPrompt {
                 }
             }
         }
-        EncodedPrompt { name: name.to_owned(), codec, pcm: pcm.into_boxed_slice(), payloads: payloads.into_boxed_slice() }
+        EncodedPrompt {
+            name: name.to_owned(),
+            codec,
+            pcm: pcm.into_boxed_slice(),
+            payloads: payloads.into_boxed_slice(),
+        }
     }
 }
 
 /// Decodes `path` to mono f32 at its own rate.
 fn decode_mono(path: &Path) -> Result<(Vec<f32>, u32), PromptError> {
-    let file = File::open(path).map_err(|source| PromptError::Open { path: path.to_owned(), source })?;
+    let file = File::open(path).map_err(|source| PromptError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
     let stream = MediaSourceStream::new(Box::new(file), Default::default());
     let mut hint = Hint::new();
     if let Some(extension) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(extension);
     }
-    let unsupported = |e: SymphoniaError| PromptError::Unsupported { path: path.to_owned(), reason: e.to_string() };
+    let unsupported = |e: SymphoniaError| PromptError::Unsupported {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    };
     let mut format = symphonia::default::get_probe()
-        .probe(&hint, stream, FormatOptions::default(), MetadataOptions::default())
+        .probe(
+            &hint,
+            stream,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
         .map_err(unsupported)?;
-    let track = format.default_track(TrackType::Audio).ok_or_else(|| PromptError::NoAudioTrack { path: path.to_owned() })?;
+    let track =
+        format
+            .default_track(TrackType::Audio)
+            .ok_or_else(|| PromptError::NoAudioTrack {
+                path: path.to_owned(),
+            })?;
     let track_id = track.id;
     let params = track
         .codec_params
         .as_ref()
         .and_then(|p| p.audio())
-        .ok_or_else(|| PromptError::NoAudioTrack { path: path.to_owned() })?;
+        .ok_or_else(|| PromptError::NoAudioTrack {
+            path: path.to_owned(),
+        })?;
     let mut decoder = symphonia::default::get_codecs()
         .make_audio_decoder(params, &AudioDecoderOptions::default())
-        .map_err(|e| PromptError::Unsupported { path: path.to_owned(), reason: e.to_string() })?;
+        .map_err(|e| PromptError::Unsupported {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
 
     let mut mono = Vec::new();
     let mut rate = 0u32;
@@ -145,8 +189,15 @@ fn decode_mono(path: &Path) -> Result<(Vec<f32>, u32), PromptError> {
         let packet = match format.next_packet() {
             Ok(Some(packet)) => packet,
             Ok(None) => break,
-            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(e) => return Err(PromptError::Decode { path: path.to_owned(), reason: e.to_string() }),
+            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                break;
+            }
+            Err(e) => {
+                return Err(PromptError::Decode {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                });
+            }
         };
         if packet.track_id != track_id {
             continue;
@@ -155,19 +206,32 @@ fn decode_mono(path: &Path) -> Result<(Vec<f32>, u32), PromptError> {
             Ok(buffer) => buffer,
             // A corrupt packet in the middle is skipped, as players do.
             Err(SymphoniaError::DecodeError(_)) => continue,
-            Err(e) => return Err(PromptError::Decode { path: path.to_owned(), reason: e.to_string() }),
+            Err(e) => {
+                return Err(PromptError::Decode {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                });
+            }
         };
         rate = buffer.spec().rate();
         let channels = buffer.spec().channels().count().max(1);
         interleaved.resize(buffer.samples_interleaved(), 0.0);
         buffer.copy_to_slice_interleaved(&mut interleaved);
-        mono.extend(interleaved.chunks_exact(channels).map(|frame| frame.iter().sum::<f32>() / channels as f32));
+        mono.extend(
+            interleaved
+                .chunks_exact(channels)
+                .map(|frame| frame.iter().sum::<f32>() / channels as f32),
+        );
         if rate > 0 && mono.len() > MAX_SECONDS * rate as usize {
-            return Err(PromptError::TooLong { path: path.to_owned() });
+            return Err(PromptError::TooLong {
+                path: path.to_owned(),
+            });
         }
     }
     if mono.is_empty() || rate == 0 {
-        return Err(PromptError::Empty { path: path.to_owned() });
+        return Err(PromptError::Empty {
+            path: path.to_owned(),
+        });
     }
     Ok((mono, rate))
 }
@@ -177,12 +241,18 @@ fn resample(path: &Path, mono: &[f32], rate: u32, target: u32) -> Result<Vec<i16
     if rate == target {
         return Ok(mono.iter().map(to_i16).collect());
     }
-    let error = |reason: String| PromptError::Resample { path: path.to_owned(), rate, reason };
-    let mut resampler = Fft::<f32>::new(rate as usize, target as usize, 1024, 1, FixedSync::Input).map_err(|e| error(e.to_string()))?;
+    let error = |reason: String| PromptError::Resample {
+        path: path.to_owned(),
+        rate,
+        reason,
+    };
+    let mut resampler = Fft::<f32>::new(rate as usize, target as usize, 1024, 1, FixedSync::Input)
+        .map_err(|e| error(e.to_string()))?;
     let input = InterleavedSlice::new(mono, 1, mono.len()).map_err(|e| error(e.to_string()))?;
     let needed = resampler.process_all_needed_output_len(mono.len());
     let mut output = vec![0f32; needed];
-    let mut output_adapter = InterleavedSlice::new_mut(&mut output, 1, needed).map_err(|e| error(e.to_string()))?;
+    let mut output_adapter =
+        InterleavedSlice::new_mut(&mut output, 1, needed).map_err(|e| error(e.to_string()))?;
     let (_, produced) = resampler
         .process_all_into_buffer(&input, &mut output_adapter, mono.len(), None)
         .map_err(|e| error(e.to_string()))?;
@@ -192,13 +262,18 @@ fn resample(path: &Path, mono: &[f32], rate: u32, target: u32) -> Result<Vec<i16
 /// Decodes a file to mono PCM at `target` Hz.
 pub fn load_pcm(path: &Path, target: u32) -> Result<PcmAudio, PromptError> {
     let (mono, rate) = decode_mono(path)?;
-    Ok(PcmAudio { sample_rate: target, samples: resample(path, &mono, rate, target)? })
+    Ok(PcmAudio {
+        sample_rate: target,
+        samples: resample(path, &mono, rate, target)?,
+    })
 }
+
+type PromptMap = HashMap<(PathBuf, Codec), Arc<EncodedPrompt>>;
 
 /// Process-wide prompt cache: each (file, codec) is decoded and encoded once.
 #[derive(Debug, Default, Clone)]
 pub struct PromptCache {
-    entries: Arc<Mutex<HashMap<(PathBuf, Codec), Arc<EncodedPrompt>>>>,
+    entries: Arc<Mutex<PromptMap>>,
 }
 
 impl PromptCache {
@@ -210,17 +285,33 @@ impl PromptCache {
     /// decoding): call from `spawn_blocking` or at startup, not from the media hot path.
     pub fn get(&self, path: &Path, codec: Codec) -> Result<Arc<EncodedPrompt>, PromptError> {
         let key = (path.to_owned(), codec);
-        if let Some(hit) = self.entries.lock().ok().and_then(|map| map.get(&key).cloned()) {
+        if let Some(hit) = self
+            .entries
+            .lock()
+            .ok()
+            .and_then(|map| map.get(&key).cloned())
+        {
             return Ok(hit);
         }
         let (mono, rate) = decode_mono(path)?;
-        let narrow = PcmAudio { sample_rate: 8000, samples: resample(path, &mono, rate, 8000)? };
+        let narrow = PcmAudio {
+            sample_rate: 8000,
+            samples: resample(path, &mono, rate, 8000)?,
+        };
         let wide = if codec == Codec::G722 {
-            Some(PcmAudio { sample_rate: 16000, samples: resample(path, &mono, rate, 16000)? })
+            Some(PcmAudio {
+                sample_rate: 16000,
+                samples: resample(path, &mono, rate, 16000)?,
+            })
         } else {
             None
         };
-        let prompt = Arc::new(EncodedPrompt::encode(&path.display().to_string(), codec, &narrow, wide.as_ref()));
+        let prompt = Arc::new(EncodedPrompt::encode(
+            &path.display().to_string(),
+            codec,
+            &narrow,
+            wide.as_ref(),
+        ));
         if let Ok(mut map) = self.entries.lock() {
             // Another call may have loaded it meanwhile: keep the first so all share one copy.
             return Ok(Arc::clone(map.entry(key).or_insert(prompt)));
@@ -229,7 +320,11 @@ impl PromptCache {
     }
 
     /// Loads every prompt up front (e.g. at startup), so the first caller does not wait.
-    pub fn preload<'a>(&self, paths: impl IntoIterator<Item = &'a Path>, codecs: &[Codec]) -> Result<(), PromptError> {
+    pub fn preload<'a>(
+        &self,
+        paths: impl IntoIterator<Item = &'a Path>,
+        codecs: &[Codec],
+    ) -> Result<(), PromptError> {
         for path in paths {
             for codec in codecs {
                 self.get(path, *codec)?;

@@ -62,9 +62,17 @@ pub fn summarise(codec: Codec, inputs: &QualityInputs) -> QualitySummary {
         100.0 * inputs.packets_lost as f64 / inputs.packets_expected as f64
     };
     // One-way mouth-to-ear delay: half the RTT (network) + packetisation + playout buffer.
-    let network_ms = inputs.round_trip.map(|rtt| rtt.as_secs_f64() * 500.0).unwrap_or(0.0);
+    let network_ms = inputs
+        .round_trip
+        .map(|rtt| rtt.as_secs_f64() * 500.0)
+        .unwrap_or(0.0);
     let delay_ms = network_ms + 20.0 + inputs.jitter_buffer_ms;
-    let id = 0.024 * delay_ms + if delay_ms > 177.3 { 0.11 * (delay_ms - 177.3) } else { 0.0 };
+    let id = 0.024 * delay_ms
+        + if delay_ms > 177.3 {
+            0.11 * (delay_ms - 177.3)
+        } else {
+            0.0
+        };
     let (ie, bpl) = impairment(codec);
     let ie_eff = ie + (95.0 - ie) * loss_percent / (loss_percent + bpl);
     let r_factor = (93.2 - id - ie_eff).clamp(0.0, 100.0);
@@ -88,26 +96,57 @@ mod tests {
     fn clean_g711_call_rates_about_4_4() {
         let summary = summarise(
             Codec::Pcmu,
-            &QualityInputs { packets_expected: 5000, packets_lost: 0, round_trip: Some(Duration::from_millis(20)), jitter_buffer_ms: 40.0, ..Default::default() },
+            &QualityInputs {
+                packets_expected: 5000,
+                packets_lost: 0,
+                round_trip: Some(Duration::from_millis(20)),
+                jitter_buffer_ms: 40.0,
+                ..Default::default()
+            },
         );
-        assert!(summary.r_factor > 90.0 && summary.r_factor < 93.2, "{summary:?}");
+        assert!(
+            summary.r_factor > 90.0 && summary.r_factor < 93.2,
+            "{summary:?}"
+        );
         assert!((summary.mos - 4.4).abs() < 0.1, "{summary:?}");
     }
 
     #[test]
     fn loss_and_delay_lower_the_score_monotonically() {
-        let base = QualityInputs { packets_expected: 1000, jitter_buffer_ms: 40.0, ..Default::default() };
+        let base = QualityInputs {
+            packets_expected: 1000,
+            jitter_buffer_ms: 40.0,
+            ..Default::default()
+        };
         let mut previous = 5.0;
         for lost in [0, 10, 30, 50, 100, 200] {
-            let summary = summarise(Codec::Pcma, &QualityInputs { packets_lost: lost, ..base });
+            let summary = summarise(
+                Codec::Pcma,
+                &QualityInputs {
+                    packets_lost: lost,
+                    ..base
+                },
+            );
             assert!(summary.mos < previous, "{lost} lost");
             previous = summary.mos;
         }
         // 5 % loss with PLC: Ie,eff = 95·5/(5+25.1) ≈ 15.8.
-        let five = summarise(Codec::Pcma, &QualityInputs { packets_lost: 50, ..base });
+        let five = summarise(
+            Codec::Pcma,
+            &QualityInputs {
+                packets_lost: 50,
+                ..base
+            },
+        );
         assert!((five.loss_percent - 5.0).abs() < 1e-9);
         assert!((five.r_factor - (93.2 - 0.024 * 60.0 - 95.0 * 5.0 / 30.1)).abs() < 0.01);
-        let slow = summarise(Codec::Pcma, &QualityInputs { round_trip: Some(Duration::from_millis(600)), ..base });
+        let slow = summarise(
+            Codec::Pcma,
+            &QualityInputs {
+                round_trip: Some(Duration::from_millis(600)),
+                ..base
+            },
+        );
         assert!(slow.r_factor < 80.0);
     }
 

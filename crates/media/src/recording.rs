@@ -44,7 +44,11 @@ pub struct CallRecorder {
 
 impl std::fmt::Debug for CallRecorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallRecorder").field("path", &self.path).field("layout", &self.layout).field("frames", &self.frames).finish()
+        f.debug_struct("CallRecorder")
+            .field("path", &self.path)
+            .field("layout", &self.layout)
+            .field("frames", &self.frames)
+            .finish()
     }
 }
 
@@ -59,10 +63,23 @@ impl CallRecorder {
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        let mut writer = hound::WavWriter::create(path, spec).map_err(|source| RecordingError::Create { path: path.to_owned(), source })?;
+        let mut writer =
+            hound::WavWriter::create(path, spec).map_err(|source| RecordingError::Create {
+                path: path.to_owned(),
+                source,
+            })?;
         // Write a valid (empty) header at once so even an immediate crash leaves a WAV file.
-        writer.flush().map_err(|source| RecordingError::Create { path: path.to_owned(), source })?;
-        Ok(CallRecorder { path: path.to_owned(), layout, writer: Some(writer), frames_since_flush: 0, frames: 0 })
+        writer.flush().map_err(|source| RecordingError::Create {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(CallRecorder {
+            path: path.to_owned(),
+            layout,
+            writer: Some(writer),
+            frames_since_flush: 0,
+            frames: 0,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -79,7 +96,10 @@ impl CallRecorder {
         let Some(writer) = self.writer.as_mut() else {
             return Ok(());
         };
-        let error = |source| RecordingError::Write { path: self.path.clone(), source };
+        let error = |source| RecordingError::Write {
+            path: self.path.clone(),
+            source,
+        };
         match self.layout {
             RecordingLayout::Stereo => {
                 for n in 0..FRAME_SAMPLES {
@@ -89,7 +109,9 @@ impl CallRecorder {
             }
             RecordingLayout::Mono => {
                 for n in 0..FRAME_SAMPLES {
-                    let mixed = (caller[n] as i32 + agent[n] as i32).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+                    let mixed = (caller[n] as i32 + agent[n] as i32)
+                        .clamp(i16::MIN as i32, i16::MAX as i32)
+                        as i16;
                     writer.write_sample(mixed).map_err(error)?;
                 }
             }
@@ -106,7 +128,10 @@ impl CallRecorder {
     /// Completes the file (final header).
     pub fn finish(mut self) -> Result<PathBuf, RecordingError> {
         if let Some(writer) = self.writer.take() {
-            writer.finalize().map_err(|source| RecordingError::Write { path: self.path.clone(), source })?;
+            writer.finalize().map_err(|source| RecordingError::Write {
+                path: self.path.clone(),
+                source,
+            })?;
         }
         Ok(self.path.clone())
     }
@@ -127,9 +152,12 @@ mod tests {
     #[test]
     fn stereo_puts_caller_left_and_agent_right() {
         let path = temp_path("stereo");
-        let mut recorder = CallRecorder::create(&path, RecordingLayout::Stereo).unwrap_or_else(|e| panic!("{e}"));
+        let mut recorder =
+            CallRecorder::create(&path, RecordingLayout::Stereo).unwrap_or_else(|e| panic!("{e}"));
         for _ in 0..10 {
-            recorder.write(&frame(1000), &frame(-2000)).unwrap_or_else(|e| panic!("{e}"));
+            recorder
+                .write(&frame(1000), &frame(-2000))
+                .unwrap_or_else(|e| panic!("{e}"));
         }
         let path = recorder.finish().unwrap_or_else(|e| panic!("{e}"));
         let mut reader = hound::WavReader::open(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -143,9 +171,14 @@ mod tests {
     #[test]
     fn mono_mixes_and_clips() {
         let path = temp_path("mono");
-        let mut recorder = CallRecorder::create(&path, RecordingLayout::Mono).unwrap_or_else(|e| panic!("{e}"));
-        recorder.write(&frame(30000), &frame(10000)).unwrap_or_else(|e| panic!("{e}"));
-        recorder.write(&frame(100), &frame(-300)).unwrap_or_else(|e| panic!("{e}"));
+        let mut recorder =
+            CallRecorder::create(&path, RecordingLayout::Mono).unwrap_or_else(|e| panic!("{e}"));
+        recorder
+            .write(&frame(30000), &frame(10000))
+            .unwrap_or_else(|e| panic!("{e}"));
+        recorder
+            .write(&frame(100), &frame(-300))
+            .unwrap_or_else(|e| panic!("{e}"));
         let path = recorder.finish().unwrap_or_else(|e| panic!("{e}"));
         let mut reader = hound::WavReader::open(&path).unwrap_or_else(|e| panic!("{e}"));
         let samples: Vec<i16> = reader.samples::<i16>().map(|s| s.unwrap_or(0)).collect();
@@ -158,16 +191,23 @@ mod tests {
     #[test]
     fn an_unfinished_recording_is_playable_up_to_the_last_second() {
         let path = temp_path("crash");
-        let mut recorder = CallRecorder::create(&path, RecordingLayout::Stereo).unwrap_or_else(|e| panic!("{e}"));
+        let mut recorder =
+            CallRecorder::create(&path, RecordingLayout::Stereo).unwrap_or_else(|e| panic!("{e}"));
         // 2.5 s written, then the process "crashes": the recorder is leaked, never finalised.
         for k in 0..125 {
-            recorder.write(&frame(k as i16), &frame(-(k as i16))).unwrap_or_else(|e| panic!("{e}"));
+            recorder
+                .write(&frame(k as i16), &frame(-(k as i16)))
+                .unwrap_or_else(|e| panic!("{e}"));
         }
         std::mem::forget(recorder);
-        let reader = hound::WavReader::open(&path).unwrap_or_else(|e| panic!("header must be valid: {e}"));
+        let reader =
+            hound::WavReader::open(&path).unwrap_or_else(|e| panic!("header must be valid: {e}"));
         let seconds = reader.duration() as f64 / 8000.0;
         assert!((2.0..=2.5).contains(&seconds), "{seconds} s readable");
-        let samples: Vec<i16> = reader.into_samples::<i16>().map(|s| s.unwrap_or(i16::MIN)).collect();
+        let samples: Vec<i16> = reader
+            .into_samples::<i16>()
+            .map(|s| s.unwrap_or(i16::MIN))
+            .collect();
         assert_eq!(samples.len(), 2 * 16000);
         assert_eq!(&samples[..2], &[0, 0]);
         assert_eq!(&samples[samples.len() - 2..], &[99, -99]);
@@ -178,6 +218,8 @@ mod tests {
     fn unwritable_path_is_an_error_naming_it() {
         let path = Path::new("/nonexistent-dir/santral/rec.wav");
         let error = CallRecorder::create(path, RecordingLayout::Mono).map(|_| ());
-        assert!(matches!(&error, Err(e) if e.to_string().contains("/nonexistent-dir/santral/rec.wav")));
+        assert!(
+            matches!(&error, Err(e) if e.to_string().contains("/nonexistent-dir/santral/rec.wav"))
+        );
     }
 }

@@ -42,8 +42,19 @@ pub struct LegFormat {
 }
 
 impl RtpRelay {
-    pub fn new(incoming: LegFormat, outgoing: LegFormat, out_ssrc: u32, first_sequence: u16, first_timestamp: u32) -> Self {
-        let transcoder = (incoming.codec != outgoing.codec).then(|| (AudioDecoder::new(incoming.codec), AudioEncoder::new(outgoing.codec)));
+    pub fn new(
+        incoming: LegFormat,
+        outgoing: LegFormat,
+        out_ssrc: u32,
+        first_sequence: u16,
+        first_timestamp: u32,
+    ) -> Self {
+        let transcoder = (incoming.codec != outgoing.codec).then(|| {
+            (
+                AudioDecoder::new(incoming.codec),
+                AudioEncoder::new(outgoing.codec),
+            )
+        });
         RtpRelay {
             in_payload_type: incoming.payload_type,
             in_event_type: incoming.telephone_event_payload_type,
@@ -51,7 +62,10 @@ impl RtpRelay {
             out_event_type: outgoing.telephone_event_payload_type,
             out_ssrc,
             last_in: None,
-            last_out: (first_sequence.wrapping_sub(1), first_timestamp.wrapping_sub(160)),
+            last_out: (
+                first_sequence.wrapping_sub(1),
+                first_timestamp.wrapping_sub(160),
+            ),
             transcoder,
         }
     }
@@ -78,9 +92,15 @@ impl RtpRelay {
             Some((ssrc, in_sequence, in_timestamp)) if ssrc == header.ssrc => {
                 let delta_seq = header.sequence_number.wrapping_sub(in_sequence);
                 let delta_ts = header.timestamp.wrapping_sub(in_timestamp);
-                (self.last_out.0.wrapping_add(delta_seq), self.last_out.1.wrapping_add(delta_ts))
+                (
+                    self.last_out.0.wrapping_add(delta_seq),
+                    self.last_out.1.wrapping_add(delta_ts),
+                )
             }
-            _ => (self.last_out.0.wrapping_add(1), self.last_out.1.wrapping_add(160)),
+            _ => (
+                self.last_out.0.wrapping_add(1),
+                self.last_out.1.wrapping_add(160),
+            ),
         };
         // Only move the reference forward (reordered packets map relative to it).
         let newer = match self.last_in {
@@ -108,7 +128,9 @@ impl RtpRelay {
         if out.len() < header_len + MAX_FRAME_BYTES.max(payload.len()) {
             return Err(RelayError::BufferTooSmall);
         }
-        let header_len = header.marshal_to(out).map_err(|e| RelayError::Malformed(e.to_string()))?;
+        let header_len = header
+            .marshal_to(out)
+            .map_err(|e| RelayError::Malformed(e.to_string()))?;
         let body = &mut out[header_len..];
         let body_len = match (&mut self.transcoder, is_audio) {
             (Some((decoder, encoder)), true) => {
@@ -133,7 +155,13 @@ mod tests {
     use super::*;
     use crate::g711;
 
-    fn packet(ssrc: u32, sequence: u16, timestamp: u32, payload_type: u8, payload: &[u8]) -> Vec<u8> {
+    fn packet(
+        ssrc: u32,
+        sequence: u16,
+        timestamp: u32,
+        payload_type: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let mut bytes = vec![0x80, payload_type];
         bytes.extend_from_slice(&sequence.to_be_bytes());
         bytes.extend_from_slice(&timestamp.to_be_bytes());
@@ -151,8 +179,16 @@ mod tests {
         )
     }
 
-    const PCMU: LegFormat = LegFormat { codec: Codec::Pcmu, payload_type: 0, telephone_event_payload_type: Some(101) };
-    const PCMA: LegFormat = LegFormat { codec: Codec::Pcma, payload_type: 8, telephone_event_payload_type: Some(96) };
+    const PCMU: LegFormat = LegFormat {
+        codec: Codec::Pcmu,
+        payload_type: 0,
+        telephone_event_payload_type: Some(101),
+    };
+    const PCMA: LegFormat = LegFormat {
+        codec: Codec::Pcma,
+        payload_type: 8,
+        telephone_event_payload_type: Some(96),
+    };
 
     #[test]
     fn same_codec_relay_rewrites_ssrc_and_keeps_continuity_across_ssrc_changes() {
@@ -161,14 +197,26 @@ mod tests {
         let payload = [0x55u8; 160];
         let mut seen = Vec::new();
         for k in 0..3u16 {
-            let len = relay.forward(&packet(1, 7000 + k, 160 * k as u32, 0, &payload), &mut out).unwrap_or(0);
+            let len = relay
+                .forward(&packet(1, 7000 + k, 160 * k as u32, 0, &payload), &mut out)
+                .unwrap_or(0);
             assert_eq!(&out[12..len], &payload[..]);
             seen.push(fields(&out[..len]));
         }
         // The far end switches to a new SSRC with unrelated numbering.
-        let len = relay.forward(&packet(2, 3, 999_999, 0, &payload), &mut out).unwrap_or(0);
+        let len = relay
+            .forward(&packet(2, 3, 999_999, 0, &payload), &mut out)
+            .unwrap_or(0);
         seen.push(fields(&out[..len]));
-        assert_eq!(seen, [(0, 1000, 50_000, 0x5A5A), (0, 1001, 50_160, 0x5A5A), (0, 1002, 50_320, 0x5A5A), (0, 1003, 50_480, 0x5A5A)]);
+        assert_eq!(
+            seen,
+            [
+                (0, 1000, 50_000, 0x5A5A),
+                (0, 1001, 50_160, 0x5A5A),
+                (0, 1002, 50_320, 0x5A5A),
+                (0, 1003, 50_480, 0x5A5A)
+            ]
+        );
         assert!(!relay.is_transcoding());
     }
 
@@ -176,10 +224,14 @@ mod tests {
     fn different_codecs_are_transcoded_and_events_remapped() {
         let mut relay = RtpRelay::new(PCMU, PCMA, 9, 0, 0);
         assert!(relay.is_transcoding());
-        let pcm: Vec<i16> = (0..160).map(|n| ((n as f64 * 0.3).sin() * 5000.0) as i16).collect();
+        let pcm: Vec<i16> = (0..160)
+            .map(|n| ((n as f64 * 0.3).sin() * 5000.0) as i16)
+            .collect();
         let ulaw: Vec<u8> = pcm.iter().map(|&s| g711::ulaw_encode(s)).collect();
         let mut out = [0u8; 400];
-        let len = relay.forward(&packet(1, 1, 0, 0, &ulaw), &mut out).unwrap_or(0);
+        let len = relay
+            .forward(&packet(1, 1, 0, 0, &ulaw), &mut out)
+            .unwrap_or(0);
         assert_eq!(len, 172);
         assert_eq!(out[1] & 0x7F, 8);
         for (n, &code) in out[12..len].iter().enumerate() {
@@ -187,9 +239,17 @@ mod tests {
             // Two quantisations in tandem: at most half a step (128 at this level) each.
             assert!(error <= 256, "sample {n}: {error}");
         }
-        let len = relay.forward(&packet(1, 2, 160, 101, &[5, 0x0A, 0, 160]), &mut out).unwrap_or(0);
-        assert_eq!((out[1] & 0x7F, &out[12..len]), (96, &[5u8, 0x0A, 0, 160][..]));
-        assert_eq!(relay.forward(&packet(1, 3, 320, 18, &[0; 20]), &mut out), Err(RelayError::UnknownPayloadType(18)));
+        let len = relay
+            .forward(&packet(1, 2, 160, 101, &[5, 0x0A, 0, 160]), &mut out)
+            .unwrap_or(0);
+        assert_eq!(
+            (out[1] & 0x7F, &out[12..len]),
+            (96, &[5u8, 0x0A, 0, 160][..])
+        );
+        assert_eq!(
+            relay.forward(&packet(1, 3, 320, 18, &[0; 20]), &mut out),
+            Err(RelayError::UnknownPayloadType(18))
+        );
         assert!(relay.forward(&[0x80, 0], &mut out).is_err());
     }
 }

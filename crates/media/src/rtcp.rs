@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rtc_rtcp::reception_report::ReceptionReport;
 use rtc_rtcp::receiver_report::ReceiverReport;
+use rtc_rtcp::reception_report::ReceptionReport;
 use rtc_rtcp::sender_report::SenderReport;
 use rtc_rtp::header::Header as RtpHeader;
 use thiserror::Error;
@@ -32,7 +32,10 @@ pub struct NtpClock {
 
 impl NtpClock {
     pub fn new(anchor: Instant, wall: SystemTime) -> Self {
-        NtpClock { anchor, anchor_since_unix: wall.duration_since(UNIX_EPOCH).unwrap_or_default() }
+        NtpClock {
+            anchor,
+            anchor_since_unix: wall.duration_since(UNIX_EPOCH).unwrap_or_default(),
+        }
     }
 
     /// 64-bit NTP timestamp (32.32 fixed point seconds since 1900).
@@ -73,7 +76,14 @@ impl ReceptionStats {
     /// Records one RTP packet; `arrival_units` is the arrival time in RTP clock units.
     pub fn on_packet(&mut self, ssrc: u32, sequence: u16, timestamp: u32, arrival_units: u64) {
         if !self.started || ssrc != self.ssrc {
-            *self = ReceptionStats { ssrc, started: true, max_seq: sequence, base_seq: sequence as u32, bad_seq: u32::MAX, ..ReceptionStats::default() };
+            *self = ReceptionStats {
+                ssrc,
+                started: true,
+                max_seq: sequence,
+                base_seq: sequence as u32,
+                bad_seq: u32::MAX,
+                ..ReceptionStats::default()
+            };
             self.max_seq = sequence;
         } else {
             let delta = sequence.wrapping_sub(self.max_seq);
@@ -86,7 +96,15 @@ impl ReceptionStats {
                 // Large jump: restart after two sequential packets (A.1).
                 if sequence as u32 == self.bad_seq {
                     let last_sr = self.last_sr;
-                    *self = ReceptionStats { ssrc, started: true, max_seq: sequence, base_seq: sequence as u32, bad_seq: u32::MAX, last_sr, ..ReceptionStats::default() };
+                    *self = ReceptionStats {
+                        ssrc,
+                        started: true,
+                        max_seq: sequence,
+                        base_seq: sequence as u32,
+                        bad_seq: u32::MAX,
+                        last_sr,
+                        ..ReceptionStats::default()
+                    };
                 } else {
                     self.bad_seq = (sequence as u32 + 1) & 0xFFFF;
                     return;
@@ -100,7 +118,8 @@ impl ReceptionStats {
             let d = (transit - previous).unsigned_abs();
             // J += (|D| - J) / 16, in the ×16 fixed point of A.8.
             if d < 8000 * 10 {
-                self.jitter_q4 = (self.jitter_q4 as i64 + d as i64 - ((self.jitter_q4 as i64 + 8) >> 4)) as u64;
+                self.jitter_q4 =
+                    (self.jitter_q4 as i64 + d as i64 - ((self.jitter_q4 as i64 + 8) >> 4)) as u64;
             }
         }
         self.transit = Some(transit);
@@ -147,9 +166,14 @@ impl ReceptionStats {
         self.expected_prior = expected;
         self.received_prior = self.received;
         let lost_interval = expected_interval.saturating_sub(received_interval);
-        let fraction_lost = if expected_interval == 0 { 0 } else { ((lost_interval << 8) / expected_interval).min(255) as u8 };
+        let fraction_lost = (lost_interval << 8)
+            .checked_div(expected_interval)
+            .map_or(0, |f| f.min(255) as u8);
         let (last_sender_report, delay) = match self.last_sr {
-            Some((lsr, at)) => (lsr, (now.saturating_duration_since(at).as_secs_f64() * 65536.0) as u32),
+            Some((lsr, at)) => (
+                lsr,
+                (now.saturating_duration_since(at).as_secs_f64() * 65536.0) as u32,
+            ),
             None => (0, 0),
         };
         ReceptionReport {
@@ -202,7 +226,11 @@ pub fn build_report(
     sender: Option<&SenderStats>,
     reception: Option<&mut ReceptionStats>,
 ) -> Result<Vec<u8>, RtcpError> {
-    let reports: Vec<ReceptionReport> = reception.filter(|r| r.started).map(|r| r.report_block(now)).into_iter().collect();
+    let reports: Vec<ReceptionReport> = reception
+        .filter(|r| r.started)
+        .map(|r| r.report_block(now))
+        .into_iter()
+        .collect();
     let bytes = match sender {
         Some(sent) => SenderReport {
             ssrc: local_ssrc,
@@ -214,9 +242,16 @@ pub fn build_report(
             ..SenderReport::default()
         }
         .marshal(),
-        None => ReceiverReport { ssrc: local_ssrc, reports, ..ReceiverReport::default() }.marshal(),
+        None => ReceiverReport {
+            ssrc: local_ssrc,
+            reports,
+            ..ReceiverReport::default()
+        }
+        .marshal(),
     };
-    bytes.map(|b| b.to_vec()).map_err(|e| RtcpError::Malformed(e.to_string()))
+    bytes
+        .map(|b| b.to_vec())
+        .map_err(|e| RtcpError::Malformed(e.to_string()))
 }
 
 use rtc_shared::marshal::Marshal as _;
@@ -231,7 +266,8 @@ pub fn handle_report(
     reception: &mut ReceptionStats,
 ) -> Result<RtcpFeedback, RtcpError> {
     let mut buf = datagram;
-    let packets = rtc_rtcp::packet::unmarshal(&mut buf).map_err(|e| RtcpError::Malformed(e.to_string()))?;
+    let packets =
+        rtc_rtcp::packet::unmarshal(&mut buf).map_err(|e| RtcpError::Malformed(e.to_string()))?;
     let mut feedback = RtcpFeedback::default();
     let now_middle = ntp_middle(clock.ntp(now));
     let mut blocks: Vec<ReceptionReport> = Vec::new();
@@ -250,7 +286,9 @@ pub fn handle_report(
         feedback.remote_fraction_lost = Some(block.fraction_lost);
         feedback.remote_jitter_units = Some(block.jitter);
         if block.last_sender_report != 0 {
-            let rtt_units = now_middle.wrapping_sub(block.last_sender_report).wrapping_sub(block.delay);
+            let rtt_units = now_middle
+                .wrapping_sub(block.last_sender_report)
+                .wrapping_sub(block.delay);
             // Ignore nonsense (clock steps): RTT above 60 s.
             if rtt_units < 60 * 65536 {
                 feedback.round_trip = Some(Duration::from_secs_f64(rtt_units as f64 / 65536.0));
@@ -306,7 +344,11 @@ mod tests {
                 expected += (80.0 - expected) / 16.0;
             }
         }
-        assert!((stats.jitter_units() as f64 - expected).abs() <= 1.0, "{} vs {expected}", stats.jitter_units());
+        assert!(
+            (stats.jitter_units() as f64 - expected).abs() <= 1.0,
+            "{} vs {expected}",
+            stats.jitter_units()
+        );
         assert!(stats.jitter_units() >= 78);
     }
 
@@ -350,13 +392,37 @@ mod tests {
         let mut stats_b = ReceptionStats::default();
         stats_b.on_packet(0xA, 1, 0, 0);
         // A sends an SR at t=0; it reaches B at t=30 ms.
-        let sender = SenderStats { packets: 10, octets: 1600, last_timestamp: 0 };
+        let sender = SenderStats {
+            packets: 10,
+            octets: 1600,
+            last_timestamp: 0,
+        };
         let sr = build_report(0xA, &clock_a, start, 0, Some(&sender), None).unwrap_or_default();
         let mut unused = ReceptionStats::default();
-        let _ = handle_report(&sr, 0xB, &clock_b, start + Duration::from_millis(30), &mut stats_b);
+        let _ = handle_report(
+            &sr,
+            0xB,
+            &clock_b,
+            start + Duration::from_millis(30),
+            &mut stats_b,
+        );
         // B answers at t=130 ms (100 ms hold) with an RR; it reaches A at t=160 ms.
-        let rr = build_report(0xB, &clock_b, start + Duration::from_millis(130), 0, None, Some(&mut stats_b)).unwrap_or_default();
-        let feedback = handle_report(&rr, 0xA, &clock_a, start + Duration::from_millis(160), &mut unused);
+        let rr = build_report(
+            0xB,
+            &clock_b,
+            start + Duration::from_millis(130),
+            0,
+            None,
+            Some(&mut stats_b),
+        )
+        .unwrap_or_default();
+        let feedback = handle_report(
+            &rr,
+            0xA,
+            &clock_a,
+            start + Duration::from_millis(160),
+            &mut unused,
+        );
         let rtt = feedback.ok().and_then(|f| f.round_trip).unwrap_or_default();
         assert!((rtt.as_secs_f64() - 0.060).abs() < 0.001, "rtt {rtt:?}");
     }
@@ -365,7 +431,16 @@ mod tests {
     fn garbage_rtcp_is_an_error() {
         let clock = NtpClock::new(Instant::now(), SystemTime::now());
         let mut stats = ReceptionStats::default();
-        assert!(handle_report(&[0x80, 200, 0, 50, 1], 1, &clock, Instant::now(), &mut stats).is_err());
+        assert!(
+            handle_report(
+                &[0x80, 200, 0, 50, 1],
+                1,
+                &clock,
+                Instant::now(),
+                &mut stats
+            )
+            .is_err()
+        );
         assert!(handle_report(&[], 1, &clock, Instant::now(), &mut stats).is_err());
     }
 
@@ -376,6 +451,9 @@ mod tests {
         assert!(parse_rtp_header(&packet).is_err(), "padding 9 > payload");
         packet.pop();
         packet.push(2);
-        assert_eq!(parse_rtp_header(&packet).map(|(_, range)| range), Ok(12..13));
+        assert_eq!(
+            parse_rtp_header(&packet).map(|(_, range)| range),
+            Ok(12..13)
+        );
     }
 }

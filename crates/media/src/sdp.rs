@@ -158,7 +158,11 @@ impl NotAcceptable {
 fn normalise(sdp: &str) -> String {
     let mut out = String::with_capacity(sdp.len() + 8);
     let mut has_timing = false;
-    let lines: Vec<&str> = sdp.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.trim().is_empty()).collect();
+    let lines: Vec<&str> = sdp
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     for line in &lines {
         if line.starts_with("t=") {
             has_timing = true;
@@ -182,14 +186,20 @@ fn normalise(sdp: &str) -> String {
 /// Parses an SDP body (tolerating a missing `t=` line).
 pub fn parse(sdp: &str) -> Result<SessionDescription, NotAcceptable> {
     let text = normalise(sdp);
-    SessionDescription::unmarshal(&mut Cursor::new(text.as_bytes())).map_err(|e| NotAcceptable::Unparseable(e.to_string()))
+    SessionDescription::unmarshal(&mut Cursor::new(text.as_bytes()))
+        .map_err(|e| NotAcceptable::Unparseable(e.to_string()))
 }
 
 fn connection_address(info: &ConnectionInformation) -> Result<IpAddr, NotAcceptable> {
-    let text = info.address.as_ref().map(|a| a.address.as_str()).unwrap_or("");
+    let text = info
+        .address
+        .as_ref()
+        .map(|a| a.address.as_str())
+        .unwrap_or("");
     // Multicast TTL suffix ("224.2.1.1/127") is not ours to support, but parse the address part.
     let host = text.split('/').next().unwrap_or("");
-    host.parse::<IpAddr>().map_err(|_| NotAcceptable::BadConnection(text.to_owned()))
+    host.parse::<IpAddr>()
+        .map_err(|_| NotAcceptable::BadConnection(text.to_owned()))
 }
 
 fn media_direction(media: &MediaDescription, session: &SessionDescription) -> Direction {
@@ -202,7 +212,9 @@ fn media_direction(media: &MediaDescription, session: &SessionDescription) -> Di
             _ => None,
         })
     };
-    pick(&media.attributes).or_else(|| pick(&session.attributes)).unwrap_or(Direction::SendRecv)
+    pick(&media.attributes)
+        .or_else(|| pick(&session.attributes))
+        .unwrap_or(Direction::SendRecv)
 }
 
 struct OfferedAudio {
@@ -217,7 +229,10 @@ struct OfferedAudio {
 }
 
 /// Finds the best audio stream in `description` for `ours`.
-fn select_audio(description: &SessionDescription, ours: &[Codec]) -> Result<OfferedAudio, NotAcceptable> {
+fn select_audio(
+    description: &SessionDescription,
+    ours: &[Codec],
+) -> Result<OfferedAudio, NotAcceptable> {
     let mut saw_audio = false;
     let mut secure = None;
     let mut offered_names = Vec::new();
@@ -232,9 +247,16 @@ fn select_audio(description: &SessionDescription, ours: &[Codec]) -> Result<Offe
             continue;
         }
         let rtpmaps = media.codecs();
-        let formats: Vec<u8> = media.media_name.formats.iter().filter_map(|f| f.parse::<u8>().ok()).collect();
+        let formats: Vec<u8> = media
+            .media_name
+            .formats
+            .iter()
+            .filter_map(|f| f.parse::<u8>().ok())
+            .collect();
         let codec_of = |pt: u8| match rtpmaps.get(&pt) {
-            Some(map) if !map.name.is_empty() => Codec::from_encoding_name(&map.name, map.clock_rate),
+            Some(map) if !map.name.is_empty() => {
+                Codec::from_encoding_name(&map.name, map.clock_rate)
+            }
             _ => Codec::from_payload_type(pt),
         };
         for &pt in &formats {
@@ -244,13 +266,18 @@ fn select_audio(description: &SessionDescription, ours: &[Codec]) -> Result<Offe
             };
             offered_names.push(name);
         }
-        let Some((codec, payload_type)) =
-            ours.iter().find_map(|wanted| formats.iter().find(|&&pt| codec_of(pt) == Some(*wanted)).map(|&pt| (*wanted, pt)))
-        else {
+        let Some((codec, payload_type)) = ours.iter().find_map(|wanted| {
+            formats
+                .iter()
+                .find(|&&pt| codec_of(pt) == Some(*wanted))
+                .map(|&pt| (*wanted, pt))
+        }) else {
             continue;
         };
         let telephone_event = formats.iter().copied().find(|pt| {
-            rtpmaps.get(pt).is_some_and(|m| m.name.eq_ignore_ascii_case("telephone-event") && m.clock_rate == 8000)
+            rtpmaps.get(pt).is_some_and(|m| {
+                m.name.eq_ignore_ascii_case("telephone-event") && m.clock_rate == 8000
+            })
         });
         let connection = media
             .connection_information
@@ -258,13 +285,21 @@ fn select_audio(description: &SessionDescription, ours: &[Codec]) -> Result<Offe
             .or(description.connection_information.as_ref())
             .ok_or_else(|| NotAcceptable::BadConnection("no c= line".to_owned()))?;
         let address = connection_address(connection)?;
-        let port = u16::try_from(media.media_name.port.value).map_err(|_| NotAcceptable::BadConnection(format!("port {}", media.media_name.port.value)))?;
+        let port = u16::try_from(media.media_name.port.value).map_err(|_| {
+            NotAcceptable::BadConnection(format!("port {}", media.media_name.port.value))
+        })?;
         let remote_rtp = SocketAddr::new(address, port);
         let remote_rtcp = match media.attribute("rtcp").flatten() {
             Some(value) => {
                 let mut parts = value.split_whitespace();
-                let rtcp_port = parts.next().and_then(|p| p.parse::<u16>().ok()).unwrap_or(port.wrapping_add(1));
-                let rtcp_address = parts.nth(2).and_then(|a| a.parse::<IpAddr>().ok()).unwrap_or(address);
+                let rtcp_port = parts
+                    .next()
+                    .and_then(|p| p.parse::<u16>().ok())
+                    .unwrap_or(port.wrapping_add(1));
+                let rtcp_address = parts
+                    .nth(2)
+                    .and_then(|a| a.parse::<IpAddr>().ok())
+                    .unwrap_or(address);
                 SocketAddr::new(rtcp_address, rtcp_port)
             }
             None => SocketAddr::new(address, port.wrapping_add(1)),
@@ -280,7 +315,16 @@ fn select_audio(description: &SessionDescription, ours: &[Codec]) -> Result<Offe
         if address.is_unspecified() && direction == Direction::SendRecv {
             direction = Direction::SendOnly;
         }
-        return Ok(OfferedAudio { index, codec, payload_type, telephone_event, remote_rtp, remote_rtcp, ptime_ms, direction });
+        return Ok(OfferedAudio {
+            index,
+            codec,
+            payload_type,
+            telephone_event,
+            remote_rtp,
+            remote_rtcp,
+            ptime_ms,
+            direction,
+        });
     }
     if !saw_audio {
         return Err(NotAcceptable::NoAudio);
@@ -290,7 +334,9 @@ fn select_audio(description: &SessionDescription, ours: &[Codec]) -> Result<Offe
     {
         return Err(NotAcceptable::SecureRtpOnly(proto));
     }
-    Err(NotAcceptable::NoCommonCodec { offered: offered_names.join(", ") })
+    Err(NotAcceptable::NoCommonCodec {
+        offered: offered_names.join(", "),
+    })
 }
 
 fn address_type(address: IpAddr) -> &'static str {
@@ -312,21 +358,40 @@ fn session_skeleton(local: &LocalMedia) -> SessionDescription {
         connection_information: Some(ConnectionInformation {
             network_type: "IN".to_owned(),
             address_type: address_type(local.address).to_owned(),
-            address: Some(Address { address: local.address.to_string(), ttl: None, range: None }),
+            address: Some(Address {
+                address: local.address.to_string(),
+                ttl: None,
+                range: None,
+            }),
         }),
-        time_descriptions: vec![TimeDescription { timing: Timing { start_time: 0, stop_time: 0 }, repeat_times: vec![] }],
+        time_descriptions: vec![TimeDescription {
+            timing: Timing {
+                start_time: 0,
+                stop_time: 0,
+            },
+            repeat_times: vec![],
+        }],
         ..SessionDescription::default()
     }
 }
 
-fn audio_line(port: u16, payload_types: &[(u8, String)], extra: Vec<Attribute>) -> MediaDescription {
-    let mut attributes: Vec<Attribute> =
-        payload_types.iter().map(|(pt, map)| Attribute::new("rtpmap".to_owned(), Some(format!("{pt} {map}")))).collect();
+fn audio_line(
+    port: u16,
+    payload_types: &[(u8, String)],
+    extra: Vec<Attribute>,
+) -> MediaDescription {
+    let mut attributes: Vec<Attribute> = payload_types
+        .iter()
+        .map(|(pt, map)| Attribute::new("rtpmap".to_owned(), Some(format!("{pt} {map}"))))
+        .collect();
     attributes.extend(extra);
     MediaDescription {
         media_name: MediaName {
             media: "audio".to_owned(),
-            port: RangedPort { value: port as isize, range: None },
+            port: RangedPort {
+                value: port as isize,
+                range: None,
+            },
             protos: vec!["RTP".to_owned(), "AVP".to_owned()],
             formats: payload_types.iter().map(|(pt, _)| pt.to_string()).collect(),
         },
@@ -346,7 +411,11 @@ fn rtpmap_of(codec: Codec) -> String {
 pub fn answer_offer(offer: &str, local: &LocalMedia) -> Result<Answer, NotAcceptable> {
     let description = parse(offer)?;
     let chosen = select_audio(&description, &local.codecs)?;
-    let telephone_event = if local.telephone_event { chosen.telephone_event } else { None };
+    let telephone_event = if local.telephone_event {
+        chosen.telephone_event
+    } else {
+        None
+    };
     let direction = chosen.direction.answer_to(local.direction);
 
     let mut answer = session_skeleton(local);
@@ -356,9 +425,15 @@ pub fn answer_offer(offer: &str, local: &LocalMedia) -> Result<Answer, NotAccept
             let mut extra = Vec::new();
             if let Some(pt) = telephone_event {
                 payload_types.push((pt, "telephone-event/8000".to_owned()));
-                extra.push(Attribute::new("fmtp".to_owned(), Some(format!("{pt} 0-16"))));
+                extra.push(Attribute::new(
+                    "fmtp".to_owned(),
+                    Some(format!("{pt} 0-16")),
+                ));
             }
-            extra.push(Attribute::new("ptime".to_owned(), Some(chosen.ptime_ms.to_string())));
+            extra.push(Attribute::new(
+                "ptime".to_owned(),
+                Some(chosen.ptime_ms.to_string()),
+            ));
             extra.push(Attribute::new(direction.attribute().to_owned(), None));
             answer = answer.with_media(audio_line(local.rtp_port, &payload_types, extra));
         } else {
@@ -366,7 +441,10 @@ pub fn answer_offer(offer: &str, local: &LocalMedia) -> Result<Answer, NotAccept
             let mut declined = MediaDescription {
                 media_name: MediaName {
                     media: media.media_name.media.clone(),
-                    port: RangedPort { value: 0, range: None },
+                    port: RangedPort {
+                        value: 0,
+                        range: None,
+                    },
                     protos: media.media_name.protos.clone(),
                     formats: media.media_name.formats.iter().take(1).cloned().collect(),
                 },
@@ -398,24 +476,36 @@ pub fn answer_offer(offer: &str, local: &LocalMedia) -> Result<Answer, NotAccept
 
 /// Builds an offer listing all our codecs (for calling agents, leg B).
 pub fn create_offer(local: &LocalMedia) -> String {
-    let mut payload_types: Vec<(u8, String)> =
-        local.codecs.iter().map(|c| (c.static_payload_type(), rtpmap_of(*c))).collect();
+    let mut payload_types: Vec<(u8, String)> = local
+        .codecs
+        .iter()
+        .map(|c| (c.static_payload_type(), rtpmap_of(*c)))
+        .collect();
     let mut extra = Vec::new();
     if local.telephone_event {
         let pt = local.telephone_event_payload_type;
         payload_types.push((pt, "telephone-event/8000".to_owned()));
-        extra.push(Attribute::new("fmtp".to_owned(), Some(format!("{pt} 0-16"))));
+        extra.push(Attribute::new(
+            "fmtp".to_owned(),
+            Some(format!("{pt} 0-16")),
+        ));
     }
     extra.push(Attribute::new("ptime".to_owned(), Some("20".to_owned())));
     extra.push(Attribute::new(local.direction.attribute().to_owned(), None));
-    session_skeleton(local).with_media(audio_line(local.rtp_port, &payload_types, extra)).marshal()
+    session_skeleton(local)
+        .with_media(audio_line(local.rtp_port, &payload_types, extra))
+        .marshal()
 }
 
 /// Reads the answer to an offer we made with `local`.
 pub fn accept_answer(answer: &str, local: &LocalMedia) -> Result<NegotiatedMedia, NotAcceptable> {
     let description = parse(answer)?;
     let chosen = select_audio(&description, &local.codecs)?;
-    let telephone_event = if local.telephone_event { chosen.telephone_event } else { None };
+    let telephone_event = if local.telephone_event {
+        chosen.telephone_event
+    } else {
+        None
+    };
     // In an answer the direction is already the far end's view of the agreement.
     let direction = match chosen.direction {
         Direction::SendOnly => Direction::RecvOnly,
@@ -469,10 +559,19 @@ a=setup:actpass\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\na=rtpmap:111 opus/4800
         assert_eq!(answer.media.codec, Codec::Pcmu);
         assert_eq!(answer.media.payload_type, 0);
         assert_eq!(answer.media.telephone_event_payload_type, Some(101));
-        assert_eq!(answer.media.remote_rtp, "127.0.0.20:11796".parse().unwrap_or(SocketAddr::new(UNSPECIFIED_V4, 0)));
+        assert_eq!(
+            answer.media.remote_rtp,
+            "127.0.0.20:11796"
+                .parse()
+                .unwrap_or(SocketAddr::new(UNSPECIFIED_V4, 0))
+        );
         assert_eq!(answer.media.remote_rtcp.port(), 11797);
         assert_eq!(answer.media.direction, Direction::SendRecv);
-        assert!(answer.sdp.contains("m=audio 30000 RTP/AVP 0 101\r\n"), "{}", answer.sdp);
+        assert!(
+            answer.sdp.contains("m=audio 30000 RTP/AVP 0 101\r\n"),
+            "{}",
+            answer.sdp
+        );
         assert!(answer.sdp.contains("a=rtpmap:101 telephone-event/8000"));
         assert!(answer.sdp.contains("c=IN IP4 127.0.0.1"));
         assert!(answer.sdp.contains("a=sendrecv"));
@@ -484,7 +583,8 @@ a=setup:actpass\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\na=rtpmap:111 opus/4800
     fn preference_order_is_ours_and_g722_is_chosen_when_preferred() {
         let mut wideband = local();
         wideband.codecs = vec![Codec::G722, Codec::Pcma];
-        let answer = answer_offer(DESK_PHONE, &wideband).map(|a| (a.media.codec, a.media.payload_type));
+        let answer =
+            answer_offer(DESK_PHONE, &wideband).map(|a| (a.media.codec, a.media.payload_type));
         assert_eq!(answer, Ok((Codec::G722, 9)));
     }
 
@@ -507,7 +607,10 @@ a=setup:actpass\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\na=rtpmap:111 opus/4800
         match error {
             Err(reason) => {
                 assert_eq!(reason.status_code(), 488);
-                assert!(reason.reason().contains("secure RTP") || reason.reason().contains("opus"), "{reason}");
+                assert!(
+                    reason.reason().contains("secure RTP") || reason.reason().contains("opus"),
+                    "{reason}"
+                );
             }
             Ok(sdp) => panic!("unexpected answer {sdp}"),
         }
@@ -517,19 +620,37 @@ a=setup:actpass\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\na=rtpmap:111 opus/4800
     fn plain_rtp_offer_without_a_common_codec_lists_what_was_offered() {
         let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.5\r\ns=-\r\nc=IN IP4 127.0.0.5\r\nt=0 0\r\nm=audio 5004 RTP/AVP 18 3\r\na=rtpmap:18 G729/8000\r\n";
         let error = answer_offer(offer, &local()).map(|a| a.sdp);
-        assert_eq!(error, Err(NotAcceptable::NoCommonCodec { offered: "G729/8000, 3".to_owned() }));
+        assert_eq!(
+            error,
+            Err(NotAcceptable::NoCommonCodec {
+                offered: "G729/8000, 3".to_owned()
+            })
+        );
     }
 
     #[test]
     fn hold_offers_get_mirrored_directions() {
         let hold = DESK_PHONE.replace("a=sendrecv", "a=sendonly");
-        assert_eq!(answer_offer(&hold, &local()).map(|a| a.media.direction), Ok(Direction::RecvOnly));
+        assert_eq!(
+            answer_offer(&hold, &local()).map(|a| a.media.direction),
+            Ok(Direction::RecvOnly)
+        );
         let inactive = DESK_PHONE.replace("a=sendrecv", "a=inactive");
         let answer = answer_offer(&inactive, &local());
-        assert_eq!(answer.as_ref().map(|a| a.media.direction), Ok(Direction::Inactive));
-        assert!(answer.map(|a| a.sdp.contains("a=inactive")).unwrap_or(false));
+        assert_eq!(
+            answer.as_ref().map(|a| a.media.direction),
+            Ok(Direction::Inactive)
+        );
+        assert!(
+            answer
+                .map(|a| a.sdp.contains("a=inactive"))
+                .unwrap_or(false)
+        );
         let old_style = DESK_PHONE.replace("c=IN IP4 127.0.0.20", "c=IN IP4 0.0.0.0");
-        assert_eq!(answer_offer(&old_style, &local()).map(|a| a.media.direction), Ok(Direction::RecvOnly));
+        assert_eq!(
+            answer_offer(&old_style, &local()).map(|a| a.media.direction),
+            Ok(Direction::RecvOnly)
+        );
     }
 
     #[test]
@@ -542,7 +663,12 @@ a=setup:actpass\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\na=rtpmap:111 opus/4800
             Ok(a) => a,
             Err(e) => panic!("{e}"),
         };
-        assert_eq!(answer.media.remote_rtp, "[::1]:6000".parse().unwrap_or(SocketAddr::new(UNSPECIFIED_V4, 0)));
+        assert_eq!(
+            answer.media.remote_rtp,
+            "[::1]:6000"
+                .parse()
+                .unwrap_or(SocketAddr::new(UNSPECIFIED_V4, 0))
+        );
         assert_eq!(answer.media.telephone_event_payload_type, None);
         assert!(answer.sdp.contains("c=IN IP6 ::1"));
     }
@@ -550,16 +676,28 @@ a=setup:actpass\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\na=rtpmap:111 opus/4800
     #[test]
     fn video_line_is_declined_with_port_zero() {
         let offer = format!("{DESK_PHONE}m=video 11800 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n");
-        let answer = answer_offer(&offer, &local()).map(|a| a.sdp).unwrap_or_default();
+        let answer = answer_offer(&offer, &local())
+            .map(|a| a.sdp)
+            .unwrap_or_default();
         assert!(answer.contains("m=video 0 RTP/AVP 96"), "{answer}");
     }
 
     #[test]
     fn garbage_is_a_parse_error_not_a_panic() {
-        assert!(matches!(answer_offer("hello", &local()), Err(NotAcceptable::Unparseable(_))));
-        assert!(matches!(answer_offer("v=0\r\no=x\r\n", &local()), Err(NotAcceptable::Unparseable(_))));
-        let no_audio = "v=0\r\no=- 1 1 IN IP4 127.0.0.5\r\ns=-\r\nt=0 0\r\nm=video 5004 RTP/AVP 96\r\n";
-        assert_eq!(answer_offer(no_audio, &local()).map(|a| a.sdp), Err(NotAcceptable::NoAudio));
+        assert!(matches!(
+            answer_offer("hello", &local()),
+            Err(NotAcceptable::Unparseable(_))
+        ));
+        assert!(matches!(
+            answer_offer("v=0\r\no=x\r\n", &local()),
+            Err(NotAcceptable::Unparseable(_))
+        ));
+        let no_audio =
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.5\r\ns=-\r\nt=0 0\r\nm=video 5004 RTP/AVP 96\r\n";
+        assert_eq!(
+            answer_offer(no_audio, &local()).map(|a| a.sdp),
+            Err(NotAcceptable::NoAudio)
+        );
     }
 
     #[test]
@@ -568,9 +706,16 @@ a=setup:actpass\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\na=rtpmap:111 opus/4800
         let offer = create_offer(&ours);
         let mut far = LocalMedia::new("127.0.0.9".parse().unwrap_or(UNSPECIFIED_V4), 7000);
         far.codecs = vec![Codec::Pcma];
-        let answer = answer_offer(&offer, &far).map(|a| a.sdp).unwrap_or_default();
+        let answer = answer_offer(&offer, &far)
+            .map(|a| a.sdp)
+            .unwrap_or_default();
         let agreed = accept_answer(&answer, &ours);
-        assert_eq!(agreed.as_ref().map(|m| (m.codec, m.payload_type, m.telephone_event_payload_type)), Ok((Codec::Pcma, 8, Some(101))));
+        assert_eq!(
+            agreed
+                .as_ref()
+                .map(|m| (m.codec, m.payload_type, m.telephone_event_payload_type)),
+            Ok((Codec::Pcma, 8, Some(101)))
+        );
         assert_eq!(agreed.map(|m| m.remote_rtp.port()), Ok(7000));
     }
 

@@ -64,8 +64,11 @@ impl SessionConfig {
             codec: media.codec,
             payload_type: media.payload_type,
             telephone_event_payload_type: media.telephone_event_payload_type,
-            remote_rtp: (!media.remote_rtp.ip().is_unspecified() && media.remote_rtp.port() != 0).then_some(media.remote_rtp),
-            remote_rtcp: (!media.remote_rtcp.ip().is_unspecified() && media.remote_rtcp.port() != 0).then_some(media.remote_rtcp),
+            remote_rtp: (!media.remote_rtp.ip().is_unspecified() && media.remote_rtp.port() != 0)
+                .then_some(media.remote_rtp),
+            remote_rtcp: (!media.remote_rtcp.ip().is_unspecified()
+                && media.remote_rtcp.port() != 0)
+                .then_some(media.remote_rtcp),
             direction: media.direction,
             symmetric_rtp: true,
             inband_dtmf: true,
@@ -90,14 +93,24 @@ pub enum StopReason {
 #[derive(Debug, Clone, PartialEq)]
 pub enum MediaEvent {
     Dtmf(DtmfEvent),
-    PlaybackFinished { id: u64 },
-    PlaybackStopped { id: u64, reason: StopReason },
+    PlaybackFinished {
+        id: u64,
+    },
+    PlaybackStopped {
+        id: u64,
+        reason: StopReason,
+    },
     ToneFinished,
-    DtmfSent { digit: DtmfDigit },
+    DtmfSent {
+        digit: DtmfDigit,
+    },
     /// Symmetric RTP: packets now come from (and go to) this address.
     RemoteAddressChanged(SocketAddr),
     /// The far end switched streams (new SSRC).
-    RemoteSsrcChanged { old: u32, new: u32 },
+    RemoteSsrcChanged {
+        old: u32,
+        new: u32,
+    },
     /// The far end sent an RTCP BYE.
     RemoteGoodbye,
 }
@@ -123,9 +136,18 @@ pub enum RtpError {
 enum Outbound {
     Silence,
     ComfortNoise(ToneGenerator),
-    Playlist { playlist: Playlist, prompt: usize, frame: usize, barge_in: bool, id: u64 },
+    Playlist {
+        playlist: Playlist,
+        prompt: usize,
+        frame: usize,
+        barge_in: bool,
+        id: u64,
+    },
     Tone(ToneGenerator),
-    Music { prompt: Arc<EncodedPrompt>, frame: usize },
+    Music {
+        prompt: Arc<EncodedPrompt>,
+        frame: usize,
+    },
     /// Audio supplied each tick by a bridge or mixer ([`MediaSession::set_live_frame`]).
     Live,
 }
@@ -197,7 +219,9 @@ impl MediaSession {
         };
         MediaSession {
             remote_rtp: config.remote_rtp,
-            remote_rtcp: config.remote_rtcp.or(config.remote_rtp.map(|a| SocketAddr::new(a.ip(), a.port().wrapping_add(1)))),
+            remote_rtcp: config.remote_rtcp.or(config
+                .remote_rtp
+                .map(|a| SocketAddr::new(a.ip(), a.port().wrapping_add(1)))),
             remote_ssrc: None,
             header,
             encoder: AudioEncoder::new(config.codec),
@@ -290,7 +314,13 @@ impl MediaSession {
         self.stop_current(StopReason::Replaced);
         self.started_playback += 1;
         let id = self.started_playback;
-        self.outbound = Outbound::Playlist { playlist, prompt: 0, frame: 0, barge_in, id };
+        self.outbound = Outbound::Playlist {
+            playlist,
+            prompt: 0,
+            frame: 0,
+            barge_in,
+            id,
+        };
         id
     }
 
@@ -308,7 +338,10 @@ impl MediaSession {
     /// Loops `music` until stopped (music on hold).
     pub fn play_music(&mut self, music: Arc<EncodedPrompt>) {
         self.stop_current(StopReason::Replaced);
-        self.outbound = Outbound::Music { prompt: music, frame: 0 };
+        self.outbound = Outbound::Music {
+            prompt: music,
+            frame: 0,
+        };
     }
 
     /// Silence (no comfort noise).
@@ -345,20 +378,29 @@ impl MediaSession {
         if self.pending_digits.len() >= DTMF_QUEUE {
             return false;
         }
-        self.pending_digits.push_back(PendingDigit { digit, duration_ms: duration_ms.clamp(40, 2000) });
+        self.pending_digits.push_back(PendingDigit {
+            digit,
+            duration_ms: duration_ms.clamp(40, 2000),
+        });
         true
     }
 
     // ---- input ----------------------------------------------------------------------------
 
     /// Handles one datagram from the RTP socket.
-    pub fn handle_rtp(&mut self, now: Instant, source: SocketAddr, datagram: &[u8]) -> Result<(), RtpError> {
+    pub fn handle_rtp(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        datagram: &[u8],
+    ) -> Result<(), RtpError> {
         let (header, range) = rtcp::parse_rtp_header(datagram).map_err(RtpError::Malformed)?;
         let payload = &datagram[range];
         if self.config.symmetric_rtp && self.remote_rtp != Some(source) {
             self.remote_rtp = Some(source);
             if self.remote_rtcp.is_none() {
-                self.remote_rtcp = Some(SocketAddr::new(source.ip(), source.port().wrapping_add(1)));
+                self.remote_rtcp =
+                    Some(SocketAddr::new(source.ip(), source.port().wrapping_add(1)));
             }
             self.push_event(MediaEvent::RemoteAddressChanged(source));
         }
@@ -380,20 +422,46 @@ impl MediaSession {
         }
         if self.remote_ssrc != Some(header.ssrc) {
             if let Some(old) = self.remote_ssrc {
-                self.push_event(MediaEvent::RemoteSsrcChanged { old, new: header.ssrc });
+                self.push_event(MediaEvent::RemoteSsrcChanged {
+                    old,
+                    new: header.ssrc,
+                });
                 self.jitter.reset();
             }
             self.remote_ssrc = Some(header.ssrc);
         }
-        let arrival_units = (now.saturating_duration_since(self.epoch).as_secs_f64() * self.config.codec.rtp_clock_rate() as f64) as u64;
-        self.reception.on_packet(header.ssrc, header.sequence_number, header.timestamp, arrival_units);
-        self.jitter.push(now, header.sequence_number, header.timestamp, header.payload_type, payload);
+        let arrival_units = (now.saturating_duration_since(self.epoch).as_secs_f64()
+            * self.config.codec.rtp_clock_rate() as f64) as u64;
+        self.reception.on_packet(
+            header.ssrc,
+            header.sequence_number,
+            header.timestamp,
+            arrival_units,
+        );
+        self.jitter.push(
+            now,
+            header.sequence_number,
+            header.timestamp,
+            header.payload_type,
+            payload,
+        );
         Ok(())
     }
 
     /// Handles one datagram from the RTCP socket.
-    pub fn handle_rtcp(&mut self, now: Instant, source: SocketAddr, datagram: &[u8]) -> Result<(), rtcp::RtcpError> {
-        let feedback = rtcp::handle_report(datagram, self.config.local_ssrc, &self.clock, now, &mut self.reception)?;
+    pub fn handle_rtcp(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        datagram: &[u8],
+    ) -> Result<(), rtcp::RtcpError> {
+        let feedback = rtcp::handle_report(
+            datagram,
+            self.config.local_ssrc,
+            &self.clock,
+            now,
+            &mut self.reception,
+        )?;
         if self.config.symmetric_rtp {
             self.remote_rtcp = Some(source);
         }
@@ -409,9 +477,14 @@ impl MediaSession {
 
     fn on_dtmf(&mut self, event: DtmfEvent) {
         if let DtmfEvent::Pressed { digit, .. } = event
-            && let Outbound::Playlist { barge_in: true, id, .. } = self.outbound
+            && let Outbound::Playlist {
+                barge_in: true, id, ..
+            } = self.outbound
         {
-            self.push_event(MediaEvent::PlaybackStopped { id, reason: StopReason::BargeIn(digit) });
+            self.push_event(MediaEvent::PlaybackStopped {
+                id,
+                reason: StopReason::BargeIn(digit),
+            });
             self.outbound = Outbound::ComfortNoise(ToneGenerator::new(ToneKind::ComfortNoise));
         }
         self.push_event(MediaEvent::Dtmf(event));
@@ -470,7 +543,9 @@ impl MediaSession {
 
     fn send_tick(&mut self) -> Option<Transmit<'_>> {
         let timestamp_step = self.config.codec.frame_timestamp_units();
-        let destination = self.remote_rtp.filter(|a| !a.ip().is_unspecified() && a.port() != 0);
+        let destination = self
+            .remote_rtp
+            .filter(|a| !a.ip().is_unspecified() && a.port() != 0);
         let sends = self.config.direction.sends() && destination.is_some();
 
         // RFC 4733 events take the place of audio packets while they last.
@@ -479,7 +554,13 @@ impl MediaSession {
             && let Some(next) = self.pending_digits.pop_front()
         {
             if self.config.telephone_event_payload_type.is_some() {
-                let sender = TelephoneEventSender::new(next.digit, next.duration_ms, self.header.timestamp, 8000, timestamp_step);
+                let sender = TelephoneEventSender::new(
+                    next.digit,
+                    next.duration_ms,
+                    self.header.timestamp,
+                    8000,
+                    timestamp_step,
+                );
                 self.sending_event = Some((next.digit, sender));
             } else {
                 self.sending_inband = Some(InbandDigit {
@@ -494,7 +575,10 @@ impl MediaSession {
 
         if let Some((digit, sender)) = &mut self.sending_event {
             let digit = *digit;
-            if let (Some(packet), Some(te_pt)) = (sender.next_packet(), self.config.telephone_event_payload_type) {
+            if let (Some(packet), Some(te_pt)) = (
+                sender.next_packet(),
+                self.config.telephone_event_payload_type,
+            ) {
                 let finished = sender.is_finished();
                 self.sent = [0; FRAME_SAMPLES];
                 self.header.payload_type = te_pt;
@@ -511,7 +595,10 @@ impl MediaSession {
                     self.push_event(MediaEvent::DtmfSent { digit });
                 }
                 return match (length, destination) {
-                    (Some(length), Some(destination)) => Some(Transmit { destination, payload: &self.tx[..length] }),
+                    (Some(length), Some(destination)) => Some(Transmit {
+                        destination,
+                        payload: &self.tx[..length],
+                    }),
                     _ => None,
                 };
             }
@@ -525,7 +612,9 @@ impl MediaSession {
             self.render_inband(&mut inband);
             self.sending_inband = (inband.elapsed < inband.frames_total).then_some(inband);
             if self.sending_inband.is_none() {
-                self.push_event(MediaEvent::DtmfSent { digit: inband.digit });
+                self.push_event(MediaEvent::DtmfSent {
+                    digit: inband.digit,
+                });
             }
         } else {
             payload_len = self.render_outbound(&mut payload);
@@ -540,7 +629,10 @@ impl MediaSession {
         let written = self.write_packet(&payload[..length], sends);
         self.header.timestamp = self.header.timestamp.wrapping_add(timestamp_step);
         match (written, destination) {
-            (Some(length), Some(destination)) => Some(Transmit { destination, payload: &self.tx[..length] }),
+            (Some(length), Some(destination)) => Some(Transmit {
+                destination,
+                payload: &self.tx[..length],
+            }),
             _ => None,
         }
     }
@@ -554,7 +646,8 @@ impl MediaSession {
             for sample in self.sent.iter_mut() {
                 inband.phase[0] = (inband.phase[0] + low / 8000.0).fract();
                 inband.phase[1] = (inband.phase[1] + high / 8000.0).fract();
-                let value = (2.0 * std::f32::consts::PI * inband.phase[0]).sin() + (2.0 * std::f32::consts::PI * inband.phase[1]).sin();
+                let value = (2.0 * std::f32::consts::PI * inband.phase[0]).sin()
+                    + (2.0 * std::f32::consts::PI * inband.phase[1]).sin();
                 *sample = (value * amplitude) as i16;
             }
         }
@@ -598,17 +691,27 @@ impl MediaSession {
                 *frame += 1;
                 sent
             }
-            Outbound::Playlist { playlist, prompt, frame, id, .. } => {
+            Outbound::Playlist {
+                playlist,
+                prompt,
+                frame,
+                id,
+                ..
+            } => {
                 // Skip empty prompts and advance across prompt boundaries.
-                while *prompt < playlist.prompts.len() && *frame >= playlist.prompts[*prompt].frame_count() {
+                while *prompt < playlist.prompts.len()
+                    && *frame >= playlist.prompts[*prompt].frame_count()
+                {
                     *prompt += 1;
                     *frame = 0;
                 }
                 match playlist.prompts.get(*prompt) {
                     Some(current) => {
-                        let sent = copy_prompt_frame(current, *frame, codec, &mut self.sent, payload);
+                        let sent =
+                            copy_prompt_frame(current, *frame, codec, &mut self.sent, payload);
                         *frame += 1;
-                        if *frame >= current.frame_count() && *prompt + 1 >= playlist.prompts.len() {
+                        if *frame >= current.frame_count() && *prompt + 1 >= playlist.prompts.len()
+                        {
                             finished_playlist = Some(*id);
                         }
                         sent
@@ -638,7 +741,11 @@ impl MediaSession {
             return None;
         }
         let header_len = self.header.marshal_size();
-        let header_len = self.header.marshal_to(&mut self.tx[..]).ok().filter(|n| *n == header_len)?;
+        let header_len = self
+            .header
+            .marshal_to(&mut self.tx[..])
+            .ok()
+            .filter(|n| *n == header_len)?;
         let end = header_len + payload.len();
         self.tx.get_mut(header_len..end)?.copy_from_slice(payload);
         self.header.sequence_number = self.header.sequence_number.wrapping_add(1);
@@ -667,10 +774,21 @@ impl MediaSession {
         let destination = self.remote_rtcp?;
         let sender = (self.sender.packets > 0).then_some(self.sender);
         let reception = (self.reception.received() > 0).then_some(&mut self.reception);
-        let bytes = rtcp::build_report(self.config.local_ssrc, &self.clock, now, self.header.timestamp, sender.as_ref(), reception).ok()?;
+        let bytes = rtcp::build_report(
+            self.config.local_ssrc,
+            &self.clock,
+            now,
+            self.header.timestamp,
+            sender.as_ref(),
+            reception,
+        )
+        .ok()?;
         self.rtcp_tx.clear();
         self.rtcp_tx.extend_from_slice(&bytes);
-        Some(Transmit { destination, payload: &self.rtcp_tx })
+        Some(Transmit {
+            destination,
+            payload: &self.rtcp_tx,
+        })
     }
 
     pub fn round_trip(&self) -> Option<Duration> {
@@ -688,7 +806,11 @@ impl MediaSession {
     /// The call's quality summary so far.
     pub fn quality(&self) -> QualitySummary {
         let current_jitter = self.reception.jitter_units() as f64 / 8.0;
-        let mean_jitter_ms = if self.jitter_samples.1 == 0 { current_jitter } else { self.jitter_samples.0 / self.jitter_samples.1 as f64 };
+        let mean_jitter_ms = if self.jitter_samples.1 == 0 {
+            current_jitter
+        } else {
+            self.jitter_samples.0 / self.jitter_samples.1 as f64
+        };
         summarise(
             self.config.codec,
             &QualityInputs {
@@ -705,7 +827,13 @@ impl MediaSession {
 
 /// Copies one prompt frame: the cached payload when the prompt is in our codec, otherwise its
 /// PCM (to be encoded by the caller).
-fn copy_prompt_frame(prompt: &EncodedPrompt, index: usize, codec: Codec, pcm: &mut Frame, payload: &mut [u8; MAX_FRAME_BYTES]) -> Option<usize> {
+fn copy_prompt_frame(
+    prompt: &EncodedPrompt,
+    index: usize,
+    codec: Codec,
+    pcm: &mut Frame,
+    payload: &mut [u8; MAX_FRAME_BYTES],
+) -> Option<usize> {
     match prompt.pcm_frame(index) {
         Some(frame) => pcm.copy_from_slice(frame),
         None => *pcm = [0; FRAME_SAMPLES],

@@ -60,9 +60,16 @@ pub enum DtmfSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DtmfEvent {
     /// A key went down: reported once per press.
-    Pressed { digit: DtmfDigit, source: DtmfSource },
+    Pressed {
+        digit: DtmfDigit,
+        source: DtmfSource,
+    },
     /// The key was released after `duration_ms`.
-    Released { digit: DtmfDigit, source: DtmfSource, duration_ms: u32 },
+    Released {
+        digit: DtmfDigit,
+        source: DtmfSource,
+        duration_ms: u32,
+    },
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -113,7 +120,11 @@ pub struct TelephoneEventReceiver {
 
 impl TelephoneEventReceiver {
     pub fn new(clock_rate: u32) -> Self {
-        TelephoneEventReceiver { current: None, ended: false, clock_rate: clock_rate.max(1) }
+        TelephoneEventReceiver {
+            current: None,
+            ended: false,
+            clock_rate: clock_rate.max(1),
+        }
     }
 
     /// Handles one telephone-event packet; up to two events come out (a press and, for an end
@@ -127,19 +138,27 @@ impl TelephoneEventReceiver {
     ) -> Result<usize, TelephoneEventError> {
         *out = [None, None];
         let event = TelephoneEventPayload::parse(payload)?;
-        let digit = DtmfDigit::from_event_code(event.event).ok_or(TelephoneEventError::NotDtmf(event.event))?;
+        let digit = DtmfDigit::from_event_code(event.event)
+            .ok_or(TelephoneEventError::NotDtmf(event.event))?;
         let key = (ssrc, timestamp, event.event);
         let mut written = 0;
         if self.current != Some(key) {
             self.current = Some(key);
             self.ended = false;
-            out[written] = Some(DtmfEvent::Pressed { digit, source: DtmfSource::Rfc4733 });
+            out[written] = Some(DtmfEvent::Pressed {
+                digit,
+                source: DtmfSource::Rfc4733,
+            });
             written += 1;
         }
         if event.end && !self.ended {
             self.ended = true;
             let duration_ms = (event.duration as u64 * 1000 / self.clock_rate as u64) as u32;
-            out[written] = Some(DtmfEvent::Released { digit, source: DtmfSource::Rfc4733, duration_ms });
+            out[written] = Some(DtmfEvent::Released {
+                digit,
+                source: DtmfSource::Rfc4733,
+                duration_ms,
+            });
             written += 1;
         }
         Ok(written)
@@ -170,8 +189,15 @@ pub struct TelephoneEventSender {
 
 impl TelephoneEventSender {
     /// `duration_ms` of tone; `packet_units` timestamp units per packet (160 for 20 ms).
-    pub fn new(digit: DtmfDigit, duration_ms: u32, start_timestamp: u32, clock_rate: u32, packet_units: u32) -> Self {
-        let total_units = (duration_ms as u64 * clock_rate as u64 / 1000).clamp(packet_units as u64, u16::MAX as u64) as u32;
+    pub fn new(
+        digit: DtmfDigit,
+        duration_ms: u32,
+        start_timestamp: u32,
+        clock_rate: u32,
+        packet_units: u32,
+    ) -> Self {
+        let total_units = (duration_ms as u64 * clock_rate as u64 / 1000)
+            .clamp(packet_units as u64, u16::MAX as u64) as u32;
         TelephoneEventSender {
             digit,
             start_timestamp,
@@ -196,9 +222,18 @@ impl TelephoneEventSender {
             self.end_packets_sent += 1;
         }
         let mut payload = [0u8; 4];
-        TelephoneEventPayload { event: self.digit.event_code(), end, volume: 10, duration: self.elapsed_units as u16 }
-            .write(&mut payload);
-        Some(TelephoneEventPacket { payload, marker, timestamp: self.start_timestamp })
+        TelephoneEventPayload {
+            event: self.digit.event_code(),
+            end,
+            volume: 10,
+            duration: self.elapsed_units as u16,
+        }
+        .write(&mut payload);
+        Some(TelephoneEventPacket {
+            payload,
+            marker,
+            timestamp: self.start_timestamp,
+        })
     }
 
     /// Timestamp units the event covered (the audio clock moves on by this much).
@@ -238,8 +273,15 @@ mod tests {
         assert_eq!(packets.len(), 7);
         assert!(packets[0].marker && packets[1..].iter().all(|p| !p.marker));
         assert!(packets.iter().all(|p| p.timestamp == 4000));
-        let parsed: Vec<_> = packets.iter().map(|p| TelephoneEventPayload::parse(&p.payload)).collect::<Result<_, _>>().unwrap_or_default();
-        assert_eq!(parsed.iter().map(|p| p.duration).collect::<Vec<_>>(), [160, 320, 480, 640, 800, 800, 800]);
+        let parsed: Vec<_> = packets
+            .iter()
+            .map(|p| TelephoneEventPayload::parse(&p.payload))
+            .collect::<Result<_, _>>()
+            .unwrap_or_default();
+        assert_eq!(
+            parsed.iter().map(|p| p.duration).collect::<Vec<_>>(),
+            [160, 320, 480, 640, 800, 800, 800]
+        );
         assert_eq!(parsed.iter().filter(|p| p.end).count(), 3);
 
         let mut receiver = TelephoneEventReceiver::new(8000);
@@ -253,8 +295,15 @@ mod tests {
         assert_eq!(
             events,
             [
-                DtmfEvent::Pressed { digit, source: DtmfSource::Rfc4733 },
-                DtmfEvent::Released { digit, source: DtmfSource::Rfc4733, duration_ms: 100 },
+                DtmfEvent::Pressed {
+                    digit,
+                    source: DtmfSource::Rfc4733
+                },
+                DtmfEvent::Released {
+                    digit,
+                    source: DtmfSource::Rfc4733,
+                    duration_ms: 100
+                },
             ]
         );
     }
@@ -275,7 +324,13 @@ mod tests {
     fn malformed_payloads_are_errors() {
         let mut receiver = TelephoneEventReceiver::new(8000);
         let mut out = [None, None];
-        assert_eq!(receiver.on_packet(1, 0, &[1, 2], &mut out), Err(TelephoneEventError::TooShort(2)));
-        assert_eq!(receiver.on_packet(1, 0, &[40, 0, 0, 0], &mut out), Err(TelephoneEventError::NotDtmf(40)));
+        assert_eq!(
+            receiver.on_packet(1, 0, &[1, 2], &mut out),
+            Err(TelephoneEventError::TooShort(2))
+        );
+        assert_eq!(
+            receiver.on_packet(1, 0, &[40, 0, 0, 0], &mut out),
+            Err(TelephoneEventError::NotDtmf(40))
+        );
     }
 }

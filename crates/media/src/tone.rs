@@ -60,19 +60,41 @@ const MINUS_16_DBM0: f32 = 3592.0;
 impl ToneGenerator {
     pub fn new(kind: ToneKind) -> Self {
         let cadence = match kind {
-            ToneKind::Ringback(ToneRegion::Europe) => {
-                Some(Cadence { frequencies: [425.0, 0.0], count: 1, on_ms: 1000, off_ms: 4000, amplitude: MINUS_13_DBM0 })
-            }
-            ToneKind::Ringback(ToneRegion::NorthAmerica) => {
-                Some(Cadence { frequencies: [440.0, 480.0], count: 2, on_ms: 2000, off_ms: 4000, amplitude: MINUS_16_DBM0 })
-            }
-            ToneKind::Busy(ToneRegion::Europe) => {
-                Some(Cadence { frequencies: [425.0, 0.0], count: 1, on_ms: 500, off_ms: 500, amplitude: MINUS_13_DBM0 })
-            }
-            ToneKind::Busy(ToneRegion::NorthAmerica) => {
-                Some(Cadence { frequencies: [480.0, 620.0], count: 2, on_ms: 500, off_ms: 500, amplitude: MINUS_16_DBM0 })
-            }
-            ToneKind::Beep => Some(Cadence { frequencies: [1000.0, 0.0], count: 1, on_ms: 200, off_ms: 0, amplitude: MINUS_13_DBM0 }),
+            ToneKind::Ringback(ToneRegion::Europe) => Some(Cadence {
+                frequencies: [425.0, 0.0],
+                count: 1,
+                on_ms: 1000,
+                off_ms: 4000,
+                amplitude: MINUS_13_DBM0,
+            }),
+            ToneKind::Ringback(ToneRegion::NorthAmerica) => Some(Cadence {
+                frequencies: [440.0, 480.0],
+                count: 2,
+                on_ms: 2000,
+                off_ms: 4000,
+                amplitude: MINUS_16_DBM0,
+            }),
+            ToneKind::Busy(ToneRegion::Europe) => Some(Cadence {
+                frequencies: [425.0, 0.0],
+                count: 1,
+                on_ms: 500,
+                off_ms: 500,
+                amplitude: MINUS_13_DBM0,
+            }),
+            ToneKind::Busy(ToneRegion::NorthAmerica) => Some(Cadence {
+                frequencies: [480.0, 620.0],
+                count: 2,
+                on_ms: 500,
+                off_ms: 500,
+                amplitude: MINUS_16_DBM0,
+            }),
+            ToneKind::Beep => Some(Cadence {
+                frequencies: [1000.0, 0.0],
+                count: 1,
+                on_ms: 200,
+                off_ms: 0,
+                amplitude: MINUS_13_DBM0,
+            }),
             ToneKind::ComfortNoise => None,
         };
         let mut rotation = [(1.0, 0.0); 2];
@@ -107,13 +129,20 @@ impl ToneGenerator {
         let Some(cadence) = self.cadence else {
             // Comfort noise: white noise at about −65 dBm0 (RMS ≈ 9).
             for sample in out.iter_mut() {
-                self.noise_state = self.noise_state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                self.noise_state = self
+                    .noise_state
+                    .wrapping_mul(1_664_525)
+                    .wrapping_add(1_013_904_223);
                 *sample = ((self.noise_state >> 16) as i16 as i32 >> 11) as i16;
             }
             return;
         };
         let period = cadence.on_ms + cadence.off_ms;
-        let position = if cadence.off_ms == 0 { self.elapsed_ms } else { self.elapsed_ms % period };
+        let position = if cadence.off_ms == 0 {
+            self.elapsed_ms
+        } else {
+            self.elapsed_ms % period
+        };
         let on = position < cadence.on_ms && !self.finished;
         out.fill(0);
         if on {
@@ -202,7 +231,8 @@ mod tests {
     #[test]
     fn comfort_noise_is_quiet_but_not_silent() {
         let samples = render(ToneKind::ComfortNoise, 1000);
-        let rms = (samples.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / samples.len() as f64).sqrt();
+        let rms = (samples.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / samples.len() as f64)
+            .sqrt();
         assert!((2.0..40.0).contains(&rms), "rms {rms}");
     }
 }

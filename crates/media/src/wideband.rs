@@ -10,8 +10,13 @@ fn halfband_taps() -> [f32; TAPS] {
     let mut sum = 0.0;
     for (n, tap) in taps.iter_mut().enumerate() {
         let x = n as f32 - centre;
-        let sinc = if x == 0.0 { 0.5 } else { (std::f32::consts::PI * x * 0.5).sin() / (std::f32::consts::PI * x) };
-        let window = 0.54 - 0.46 * (2.0 * std::f32::consts::PI * n as f32 / (TAPS - 1) as f32).cos();
+        let sinc = if x == 0.0 {
+            0.5
+        } else {
+            (std::f32::consts::PI * x * 0.5).sin() / (std::f32::consts::PI * x)
+        };
+        let window =
+            0.54 - 0.46 * (2.0 * std::f32::consts::PI * n as f32 / (TAPS - 1) as f32).cos();
         *tap = sinc * window;
         sum += *tap;
     }
@@ -37,7 +42,11 @@ impl Default for Decimator {
 
 impl Decimator {
     pub fn new() -> Self {
-        Decimator { taps: halfband_taps(), history: [0.0; TAPS], position: 0 }
+        Decimator {
+            taps: halfband_taps(),
+            history: [0.0; TAPS],
+            position: 0,
+        }
     }
 
     fn push(&mut self, sample: i16) {
@@ -79,7 +88,11 @@ impl Default for Interpolator {
 
 impl Interpolator {
     pub fn new() -> Self {
-        Interpolator { taps: halfband_taps(), history: [0.0; TAPS], position: 0 }
+        Interpolator {
+            taps: halfband_taps(),
+            history: [0.0; TAPS],
+            position: 0,
+        }
     }
 
     fn push_and_filter(&mut self, sample: f32) -> f32 {

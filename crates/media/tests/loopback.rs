@@ -22,21 +22,33 @@ const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// Two seconds of a speech-like signal at 16 kHz: a gliding pitch with formant-shaped
 /// harmonics and syllable-rate amplitude modulation.
 fn write_speech_like_prompt(path: &Path, seed_hz: f64) {
-    let spec = hound::WavSpec { channels: 1, sample_rate: 16000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut writer = hound::WavWriter::create(path, spec).unwrap_or_else(|e| panic!("{e}"));
     let mut phase = 0.0f64;
     for n in 0..32000 {
         let t = n as f64 / 16000.0;
         let f0 = seed_hz + 40.0 * (2.0 * std::f64::consts::PI * 0.8 * t).sin();
         phase += 2.0 * std::f64::consts::PI * f0 / 16000.0;
-        let formants = [600.0 + 200.0 * (1.7 * t).sin(), 1400.0 + 300.0 * (1.1 * t).cos(), 2600.0];
+        let formants = [
+            600.0 + 200.0 * (1.7 * t).sin(),
+            1400.0 + 300.0 * (1.1 * t).cos(),
+            2600.0,
+        ];
         let mut x = 0.0;
         for h in 1..=20 {
             let f = f0 * h as f64;
             if f > 3400.0 {
                 break;
             }
-            let gain: f64 = formants.iter().map(|fm| 1.0 / (1.0 + ((f - fm) / 150.0).powi(2))).sum();
+            let gain: f64 = formants
+                .iter()
+                .map(|fm| 1.0 / (1.0 + ((f - fm) / 150.0).powi(2)))
+                .sum();
             x += gain * (phase * h as f64).sin() / (h as f64).sqrt();
         }
         let envelope = 0.3 + 0.7 * (2.0 * std::f64::consts::PI * 3.0 * t).sin().abs();
@@ -92,33 +104,74 @@ fn start(session: MediaSession, sockets: RtpSockets, pacer: &Pacer) -> Leg {
     let (commands, command_rx) = mpsc::channel(16);
     let (event_tx, events) = mpsc::channel(64);
     let (audio_tx, audio) = mpsc::channel(1024);
-    let task = tokio::spawn(run_session(session, sockets, pacer.subscribe(), command_rx, event_tx, Some(audio_tx)));
-    Leg { commands, events, audio, task }
+    let task = tokio::spawn(run_session(
+        session,
+        sockets,
+        pacer.subscribe(),
+        command_rx,
+        event_tx,
+        Some(audio_tx),
+    ));
+    Leg {
+        commands,
+        events,
+        audio,
+        task,
+    }
 }
 
 async fn play_both_ways(codec: Codec) {
     let dir = std::env::temp_dir();
-    let prompt_a: PathBuf = dir.join(format!("santral-loopback-a-{}-{codec:?}.wav", std::process::id()));
-    let prompt_b: PathBuf = dir.join(format!("santral-loopback-b-{}-{codec:?}.wav", std::process::id()));
+    let prompt_a: PathBuf = dir.join(format!(
+        "santral-loopback-a-{}-{codec:?}.wav",
+        std::process::id()
+    ));
+    let prompt_b: PathBuf = dir.join(format!(
+        "santral-loopback-b-{}-{codec:?}.wav",
+        std::process::id()
+    ));
     write_speech_like_prompt(&prompt_a, 140.0);
     write_speech_like_prompt(&prompt_b, 210.0);
     let cache = PromptCache::new();
-    let from_a: Arc<EncodedPrompt> = cache.get(&prompt_a, codec).unwrap_or_else(|e| panic!("{e}"));
-    let from_b: Arc<EncodedPrompt> = cache.get(&prompt_b, codec).unwrap_or_else(|e| panic!("{e}"));
+    let from_a: Arc<EncodedPrompt> = cache
+        .get(&prompt_a, codec)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let from_b: Arc<EncodedPrompt> = cache
+        .get(&prompt_b, codec)
+        .unwrap_or_else(|e| panic!("{e}"));
 
     let ports = PortAllocator::new(42000..=42999).unwrap_or_else(|e| panic!("{e}"));
-    let sockets_a = RtpSockets::bind(LOCALHOST, &ports).await.unwrap_or_else(|e| panic!("{e}"));
-    let sockets_b = RtpSockets::bind(LOCALHOST, &ports).await.unwrap_or_else(|e| panic!("{e}"));
+    let sockets_a = RtpSockets::bind(LOCALHOST, &ports)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sockets_b = RtpSockets::bind(LOCALHOST, &ports)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let (port_a, port_b) = (sockets_a.rtp_port(), sockets_b.rtp_port());
     assert_eq!(port_a % 2, 0);
     let now = std::time::Instant::now();
     let pacer = Pacer::spawn();
-    let mut leg_a = start(MediaSession::new(config(codec, 0xAAAA, port_b), now), sockets_a, &pacer);
-    let mut leg_b = start(MediaSession::new(config(codec, 0xBBBB, port_a), now), sockets_b, &pacer);
+    let mut leg_a = start(
+        MediaSession::new(config(codec, 0xAAAA, port_b), now),
+        sockets_a,
+        &pacer,
+    );
+    let mut leg_b = start(
+        MediaSession::new(config(codec, 0xBBBB, port_a), now),
+        sockets_b,
+        &pacer,
+    );
 
     for (leg, prompt) in [(&leg_a, &from_a), (&leg_b, &from_b)] {
-        let play = MediaCommand::Play { playlist: Playlist::new(vec![Arc::clone(prompt)]), barge_in: false, started: None };
-        leg.commands.send(play).await.unwrap_or_else(|e| panic!("{e}"));
+        let play = MediaCommand::Play {
+            playlist: Playlist::new(vec![Arc::clone(prompt)]),
+            barge_in: false,
+            started: None,
+        };
+        leg.commands
+            .send(play)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     // Wait for both playbacks to finish (2 s of audio), bounded.
     let mut finished = 0;

@@ -36,9 +36,19 @@ fn config(ssrc: u32, remote: &str, telephone_event: Option<u8>) -> SessionConfig
 
 fn tone_prompt(frequency: f64, frames: usize) -> Arc<EncodedPrompt> {
     let samples = (0..frames * FRAME_SAMPLES)
-        .map(|n| (8000.0 * (2.0 * std::f64::consts::PI * frequency * n as f64 / 8000.0).sin()) as i16)
+        .map(|n| {
+            (8000.0 * (2.0 * std::f64::consts::PI * frequency * n as f64 / 8000.0).sin()) as i16
+        })
         .collect();
-    Arc::new(EncodedPrompt::encode("tone", Codec::Pcmu, &PcmAudio { sample_rate: 8000, samples }, None))
+    Arc::new(EncodedPrompt::encode(
+        "tone",
+        Codec::Pcmu,
+        &PcmAudio {
+            sample_rate: 8000,
+            samples,
+        },
+        None,
+    ))
 }
 
 struct Pair {
@@ -73,7 +83,10 @@ impl Pair {
         if let Some(packet) = from_b {
             let _ = self.a.handle_rtp(now, self.b_addr, &packet);
         }
-        (self.a.received_frame().to_vec(), self.b.received_frame().to_vec())
+        (
+            self.a.received_frame().to_vec(),
+            self.b.received_frame().to_vec(),
+        )
     }
 
     fn events(session: &mut MediaSession) -> Vec<MediaEvent> {
@@ -86,24 +99,38 @@ fn playlist_plays_in_order_and_reports_finish() {
     let mut pair = Pair::new(Some(101));
     let first = tone_prompt(500.0, 10);
     let second = tone_prompt(1000.0, 5);
-    let id = pair.a.play(Playlist::new(vec![first.clone(), second.clone()]), false);
+    let id = pair
+        .a
+        .play(Playlist::new(vec![first.clone(), second.clone()]), false);
     let mut heard = Vec::new();
     for _ in 0..25 {
         let (_, b_heard) = pair.step();
         heard.extend(b_heard);
     }
     let events = Pair::events(&mut pair.a);
-    assert!(events.contains(&MediaEvent::PlaybackFinished { id }), "{events:?}");
+    assert!(
+        events.contains(&MediaEvent::PlaybackFinished { id }),
+        "{events:?}"
+    );
     // B hears the two prompts back to back, bit-exact after G.711 (PCM came from the cache).
-    let expected: Vec<i16> = first.pcm().iter().chain(second.pcm()).map(|&s| santral_media::g711::ulaw_decode(santral_media::g711::ulaw_encode(s))).collect();
-    let start = heard.windows(expected.len().min(320)).position(|w| w == &expected[..w.len()]);
+    let expected: Vec<i16> = first
+        .pcm()
+        .iter()
+        .chain(second.pcm())
+        .map(|&s| santral_media::g711::ulaw_decode(santral_media::g711::ulaw_encode(s)))
+        .collect();
+    let start = heard
+        .windows(expected.len().min(320))
+        .position(|w| w == &expected[..w.len()]);
     assert!(start.is_some(), "prompt audio not found in what B heard");
 }
 
 #[test]
 fn rfc4733_digit_from_a_is_one_press_at_b_and_barges_in() {
     let mut pair = Pair::new(Some(101));
-    let id = pair.b.play(Playlist::new(vec![tone_prompt(400.0, 100)]), true);
+    let id = pair
+        .b
+        .play(Playlist::new(vec![tone_prompt(400.0, 100)]), true);
     for _ in 0..5 {
         pair.step();
     }
@@ -113,10 +140,29 @@ fn rfc4733_digit_from_a_is_one_press_at_b_and_barges_in() {
         pair.step();
     }
     let events = Pair::events(&mut pair.b);
-    let presses: Vec<_> = events.iter().filter(|e| matches!(e, MediaEvent::Dtmf(DtmfEvent::Pressed { .. }))).collect();
-    assert_eq!(presses, [&MediaEvent::Dtmf(DtmfEvent::Pressed { digit: five, source: DtmfSource::Rfc4733 })]);
-    assert!(events.contains(&MediaEvent::PlaybackStopped { id, reason: StopReason::BargeIn(five) }), "{events:?}");
-    assert!(events.contains(&MediaEvent::Dtmf(DtmfEvent::Released { digit: five, source: DtmfSource::Rfc4733, duration_ms: 100 })));
+    let presses: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e, MediaEvent::Dtmf(DtmfEvent::Pressed { .. })))
+        .collect();
+    assert_eq!(
+        presses,
+        [&MediaEvent::Dtmf(DtmfEvent::Pressed {
+            digit: five,
+            source: DtmfSource::Rfc4733
+        })]
+    );
+    assert!(
+        events.contains(&MediaEvent::PlaybackStopped {
+            id,
+            reason: StopReason::BargeIn(five)
+        }),
+        "{events:?}"
+    );
+    assert!(events.contains(&MediaEvent::Dtmf(DtmfEvent::Released {
+        digit: five,
+        source: DtmfSource::Rfc4733,
+        duration_ms: 100
+    })));
     assert!(Pair::events(&mut pair.a).contains(&MediaEvent::DtmfSent { digit: five }));
 }
 
@@ -124,7 +170,10 @@ fn rfc4733_digit_from_a_is_one_press_at_b_and_barges_in() {
 fn without_telephone_event_digits_go_in_band_and_are_detected() {
     let mut pair = Pair::new(None);
     for key in ['1', '9', '#'] {
-        pair.a.send_dtmf(DtmfDigit::from_char(key).unwrap_or_else(|| unreachable!()), 80);
+        pair.a.send_dtmf(
+            DtmfDigit::from_char(key).unwrap_or_else(|| unreachable!()),
+            80,
+        );
     }
     for _ in 0..40 {
         pair.step();
@@ -132,7 +181,10 @@ fn without_telephone_event_digits_go_in_band_and_are_detected() {
     let pressed: String = Pair::events(&mut pair.b)
         .into_iter()
         .filter_map(|e| match e {
-            MediaEvent::Dtmf(DtmfEvent::Pressed { digit, source: DtmfSource::InBand }) => Some(digit.as_char()),
+            MediaEvent::Dtmf(DtmfEvent::Pressed {
+                digit,
+                source: DtmfSource::InBand,
+            }) => Some(digit.as_char()),
             _ => None,
         })
         .collect();
@@ -156,7 +208,12 @@ fn symmetric_rtp_follows_the_real_source_and_new_ssrc_is_accepted() {
     packet.extend_from_slice(&[0xFF; 160]);
     assert_eq!(pair.b.handle_rtp(now, pair.a_addr, &packet), Ok(()));
     assert_eq!(pair.b.remote_ssrc(), Some(0xCAFEBABE));
-    assert!(Pair::events(&mut pair.b).contains(&MediaEvent::RemoteSsrcChanged { old: 0xA, new: 0xCAFEBABE }));
+    assert!(
+        Pair::events(&mut pair.b).contains(&MediaEvent::RemoteSsrcChanged {
+            old: 0xA,
+            new: 0xCAFEBABE
+        })
+    );
 }
 
 #[test]
@@ -229,7 +286,10 @@ fn rtcp_reports_give_round_trip_and_quality() {
     }
     let rtt = pair.a.round_trip();
     let rtt = rtt.unwrap_or_default();
-    assert!(rtt >= Duration::from_millis(79) && rtt <= Duration::from_millis(81), "rtt {rtt:?}");
+    assert!(
+        rtt >= Duration::from_millis(79) && rtt <= Duration::from_millis(81),
+        "rtt {rtt:?}"
+    );
     let quality = pair.b.quality();
     assert_eq!(quality.packets_lost, 0);
     assert!(quality.packets_expected > 550);
@@ -241,7 +301,11 @@ fn malformed_and_foreign_packets_are_errors_not_panics() {
     let mut pair = Pair::new(Some(101));
     let now = pair.now;
     assert!(pair.b.handle_rtp(now, pair.a_addr, &[]).is_err());
-    assert!(pair.b.handle_rtp(now, pair.a_addr, &[0x80, 0x00, 0x00]).is_err());
+    assert!(
+        pair.b
+            .handle_rtp(now, pair.a_addr, &[0x80, 0x00, 0x00])
+            .is_err()
+    );
     let mut pt18 = vec![0x80, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
     pt18.extend_from_slice(&[0; 20]);
     assert!(pair.b.handle_rtp(now, pair.a_addr, &pt18).is_err());
