@@ -248,6 +248,31 @@ impl JitterBuffer {
         outcome
     }
 
+    /// Slots a packet that carries no audio for its period (an RFC 4733 event in the audio
+    /// stream's sequence space) so the gap plays as silence instead of counting as a loss. It
+    /// does not touch the delay estimate: its timestamp is the event's start, not its own.
+    pub fn push_untimed(&mut self, sequence: u16, payload_type: u8) -> PushOutcome {
+        let extended = self.extend(sequence);
+        if let Some(next) = self.next_play
+            && (extended < next || extended >= next + SLOTS as u64)
+        {
+            return PushOutcome::Late;
+        }
+        let slot = &mut self.slots[(extended % SLOTS as u64) as usize];
+        if slot.occupied && slot.extended_sequence == extended {
+            self.stats.duplicates += 1;
+            return PushOutcome::Duplicate;
+        }
+        slot.occupied = true;
+        slot.extended_sequence = extended;
+        slot.payload_type = payload_type;
+        slot.length = 0;
+        if self.highest.is_none_or(|h| extended > h) {
+            self.highest = Some(extended);
+        }
+        PushOutcome::Accepted
+    }
+
     fn update_jitter(&mut self, now: Instant, timestamp: u32) {
         let epoch = *self.epoch.get_or_insert(now);
         let arrival_units = now.duration_since(epoch).as_secs_f64() * self.config.clock_rate as f64;

@@ -75,6 +75,16 @@ pub struct ReceptionStats {
 impl ReceptionStats {
     /// Records one RTP packet; `arrival_units` is the arrival time in RTP clock units.
     pub fn on_packet(&mut self, ssrc: u32, sequence: u16, timestamp: u32, arrival_units: u64) {
+        self.record(ssrc, sequence, Some((timestamp, arrival_units)));
+    }
+
+    /// Records a packet of the stream that does not advance the media clock (an RFC 4733
+    /// event repeats its start timestamp): counted for loss, left out of the jitter estimate.
+    pub fn on_untimed_packet(&mut self, ssrc: u32, sequence: u16) {
+        self.record(ssrc, sequence, None);
+    }
+
+    fn record(&mut self, ssrc: u32, sequence: u16, timing: Option<(u32, u64)>) {
         if !self.started || ssrc != self.ssrc {
             *self = ReceptionStats {
                 ssrc,
@@ -113,6 +123,9 @@ impl ReceptionStats {
             // else: duplicate or reordered, counted below.
         }
         self.received += 1;
+        let Some((timestamp, arrival_units)) = timing else {
+            return;
+        };
         let transit = arrival_units as i64 - timestamp as i64;
         if let Some(previous) = self.transit {
             let d = (transit - previous).unsigned_abs();

@@ -405,6 +405,14 @@ impl MediaSession {
             self.push_event(MediaEvent::RemoteAddressChanged(source));
         }
         if Some(header.payload_type) == self.config.telephone_event_payload_type {
+            // Events inside the audio stream use its sequence numbers: account for them so
+            // they are neither loss in RTCP nor concealment in the jitter buffer.
+            if self.remote_ssrc == Some(header.ssrc) {
+                self.reception
+                    .on_untimed_packet(header.ssrc, header.sequence_number);
+                self.jitter
+                    .push_untimed(header.sequence_number, header.payload_type);
+            }
             let mut out = [None, None];
             self.events_in
                 .on_packet(header.ssrc, header.timestamp, payload, &mut out)
@@ -516,8 +524,17 @@ impl MediaSession {
     fn receive_tick(&mut self, now: Instant) {
         self.received_is_audio = true;
         match self.jitter.pop(now) {
-            Playout::Frame { payload, .. } => {
-                self.decoder.decode_frame(payload, &mut self.received);
+            Playout::Frame {
+                payload,
+                payload_type,
+                ..
+            } => {
+                if payload_type == self.config.payload_type {
+                    self.decoder.decode_frame(payload, &mut self.received);
+                } else {
+                    // A telephone-event period: the sender sent no audio for it.
+                    self.received = [0; FRAME_SAMPLES];
+                }
                 self.concealer.good_frame(&mut self.received);
             }
             Playout::Lost => self.concealer.conceal(&mut self.received),
