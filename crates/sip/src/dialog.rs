@@ -193,10 +193,10 @@ impl Dialog {
                 rr.reverse();
                 self.route_set = rr;
             }
-            if code < 300 {
-                if let Some(target) = contact_uri(response) {
-                    self.remote_target = target;
-                }
+            if code < 300
+                && let Some(target) = contact_uri(response)
+            {
+                self.remote_target = target;
             }
         }
     }
@@ -221,17 +221,17 @@ impl Dialog {
         }
         let (seq, method) = request.cseq()?;
         if method != Method::Ack && method != Method::Cancel {
-            if let Some(last) = self.remote_seq {
-                if seq <= last {
-                    return Err(DialogError::OutOfOrder { got: seq, last });
-                }
+            if let Some(last) = self.remote_seq
+                && seq <= last
+            {
+                return Err(DialogError::OutOfOrder { got: seq, last });
             }
             self.remote_seq = Some(seq);
         }
-        if matches!(method, Method::Invite | Method::Update) {
-            if let Some(target) = contact_uri(request) {
-                self.remote_target = target;
-            }
+        if matches!(method, Method::Invite | Method::Update)
+            && let Some(target) = contact_uri(request)
+        {
+            self.remote_target = target;
         }
         if method == Method::Bye {
             self.state = DialogState::Terminated;

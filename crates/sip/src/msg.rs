@@ -206,7 +206,7 @@ impl Via {
             compact.push(c);
         }
         let (protocol, rest) = compact
-            .split_once(|c: char| c == ' ' || c == '\t')
+            .split_once([' ', '\t'])
             .ok_or_else(|| bad("no sent-by"))?;
         let mut parts = protocol.split('/').map(str::trim);
         let (name, version, transport) = (parts.next(), parts.next(), parts.next());
@@ -567,13 +567,12 @@ const CANONICAL_NAMES: &[&str] = &[
 
 /// Expands compact forms and fixes the case of well-known names.
 pub fn canonical_name(name: &str) -> String {
-    if name.len() == 1 {
-        if let Some((_, full)) = COMPACT_NAMES
+    if name.len() == 1
+        && let Some((_, full)) = COMPACT_NAMES
             .iter()
             .find(|(short, _)| short.eq_ignore_ascii_case(name))
-        {
-            return (*full).to_string();
-        }
+    {
+        return (*full).to_string();
     }
     CANONICAL_NAMES
         .iter()
@@ -714,13 +713,13 @@ impl Message {
     fn validate(&self) -> Result<(), ParseError> {
         for name in SINGLE_HEADERS {
             let mut values = self.header_all(name);
-            if let Some(first) = values.next() {
-                if values.any(|v| v != first) {
-                    return Err(ParseError::Header {
-                        name,
-                        reason: "appears more than once".into(),
-                    });
-                }
+            if let Some(first) = values.next()
+                && values.any(|v| v != first)
+            {
+                return Err(ParseError::Header {
+                    name,
+                    reason: "appears more than once".into(),
+                });
             }
         }
         let via = self.top_via()?;
@@ -968,11 +967,11 @@ impl Message {
 
     /// Adds a tag to To when there is none (UAS answering a dialog-creating request).
     pub fn set_to_tag(&mut self, tag: &str) {
-        if let Ok(mut to) = self.to() {
-            if to.tag().is_none() {
-                to.set_param("tag", Some(tag));
-                self.set_header("To", to.to_string());
-            }
+        if let Ok(mut to) = self.to()
+            && to.tag().is_none()
+        {
+            to.set_param("tag", Some(tag));
+            self.set_header("To", to.to_string());
         }
     }
 
@@ -1214,10 +1213,7 @@ l: 0\r\n\r\n";
             Message::parse(&big),
             Err(ParseError::TooLarge { .. })
         ));
-        let many = INVITE.replace(
-            "Max-Forwards: 70\r\n",
-            &"X-A: 1\r\n".repeat(200).replace("X-A: 1\r\n", "X-A: 1\r\n"),
-        );
+        let many = INVITE.replace("Max-Forwards: 70\r\n", &"X-A: 1\r\n".repeat(200));
         assert!(matches!(
             Message::parse(many.as_bytes()),
             Err(ParseError::TooManyHeaders { .. })
