@@ -290,7 +290,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, ParseError> {
             )));
         }
     };
-    if secs.is_finite() && secs >= 0.0 && secs < 1e9 {
+    if secs.is_finite() && (0.0..1e9).contains(&secs) {
         Ok(Duration::from_secs_f64(secs))
     } else {
         Err(ParseError(format!("duration {text:?} is out of range")))
