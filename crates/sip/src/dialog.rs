@@ -247,10 +247,13 @@ impl Dialog {
             .and_then(|r| NameAddr::parse(r).ok())
             .is_some_and(|r| !r.uri.to_ascii_lowercase().contains(";lr"));
         let (uri, routes): (String, Vec<String>) = if first_is_strict {
-            let first = NameAddr::parse(&self.route_set[0])
+            let first = self
+                .route_set
+                .first()
+                .and_then(|r| NameAddr::parse(r).ok())
                 .map(|r| r.uri)
                 .unwrap_or_default();
-            let mut rest: Vec<String> = self.route_set[1..].to_vec();
+            let mut rest: Vec<String> = self.route_set.iter().skip(1).cloned().collect();
             rest.push(format!("<{}>", self.remote_target));
             (first, rest)
         } else {
