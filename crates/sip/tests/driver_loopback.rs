@@ -367,10 +367,11 @@ async fn call_with_digest_dialog_reinvite_info_and_bye() {
             .unwrap();
         loop {
             let event = timeout(WAIT, events.next()).await.unwrap().unwrap();
-            if let Event::Response { response, .. } = event {
-                if response.cseq().unwrap().1 == method && response.status() == Some(200) {
-                    break;
-                }
+            if let Event::Response { response, .. } = event
+                && response.cseq().unwrap().1 == method
+                && response.status() == Some(200)
+            {
+                break;
             }
         }
         if method == Method::Invite {
@@ -385,11 +386,11 @@ async fn call_with_digest_dialog_reinvite_info_and_bye() {
         .unwrap();
     loop {
         let event = timeout(WAIT, events.next()).await.unwrap().unwrap();
-        if let Event::Response { response, .. } = event {
-            if response.cseq().unwrap().1 == Method::Bye {
-                assert_eq!(response.status(), Some(200));
-                break;
-            }
+        if let Event::Response { response, .. } = event
+            && response.cseq().unwrap().1 == Method::Bye
+        {
+            assert_eq!(response.status(), Some(200));
+            break;
         }
     }
     let log = timeout(WAIT, callee_task).await.unwrap().unwrap();
