@@ -54,6 +54,8 @@ pub struct SessionConfig {
     pub initial_sequence: u16,
     pub initial_timestamp: u32,
     pub rtcp_interval: Duration,
+    /// Silence on the wire for this long raises [`MediaEvent::MediaTimeout`] (once).
+    pub media_timeout: Duration,
 }
 
 impl SessionConfig {
@@ -76,6 +78,7 @@ impl SessionConfig {
             initial_sequence: rand::random(),
             initial_timestamp: rand::random(),
             rtcp_interval: Duration::from_secs(5),
+            media_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -113,6 +116,9 @@ pub enum MediaEvent {
     },
     /// The far end sent an RTCP BYE.
     RemoteGoodbye,
+    /// No RTP arrived for [`SessionConfig::media_timeout`] while we expected it (dead caller,
+    /// NAT binding lost): the call should be torn down.
+    MediaTimeout,
 }
 
 /// A datagram to send.
@@ -205,6 +211,8 @@ pub struct MediaSession {
     jitter_samples: (f64, u64),
     started_playback: u64,
     remote_goodbye: bool,
+    last_rtp: Instant,
+    timed_out: bool,
 }
 
 impl MediaSession {
@@ -251,6 +259,8 @@ impl MediaSession {
             jitter_samples: (0.0, 0),
             started_playback: 0,
             remote_goodbye: false,
+            last_rtp: now,
+            timed_out: false,
             config,
         }
     }
@@ -274,6 +284,7 @@ impl MediaSession {
     /// Applies a re-INVITE's agreement (hold/resume, new address, new codec).
     pub fn renegotiate(&mut self, media: &NegotiatedMedia) {
         self.config.direction = media.direction;
+        self.timed_out = false;
         self.config.telephone_event_payload_type = media.telephone_event_payload_type;
         if !media.remote_rtp.ip().is_unspecified() && media.remote_rtp.port() != 0 {
             self.remote_rtp = Some(media.remote_rtp);
@@ -396,6 +407,8 @@ impl MediaSession {
     ) -> Result<(), RtpError> {
         let (header, range) = rtcp::parse_rtp_header(datagram).map_err(RtpError::Malformed)?;
         let payload = &datagram[range];
+        self.last_rtp = now;
+        self.timed_out = false;
         if self.config.symmetric_rtp && self.remote_rtp != Some(source) {
             self.remote_rtp = Some(source);
             if self.remote_rtcp.is_none() {
@@ -522,6 +535,14 @@ impl MediaSession {
     }
 
     fn receive_tick(&mut self, now: Instant) {
+        // Only a stream we expect to hear from can time out (not on hold / inactive).
+        if !self.timed_out
+            && self.config.direction.receives()
+            && now.saturating_duration_since(self.last_rtp) >= self.config.media_timeout
+        {
+            self.timed_out = true;
+            self.push_event(MediaEvent::MediaTimeout);
+        }
         self.received_is_audio = true;
         match self.jitter.pop(now) {
             Playout::Frame {

@@ -73,6 +73,7 @@ fn config(ssrc: u32, remote: &str) -> SessionConfig {
         initial_timestamp: 0,
         // Keep RTCP (low-rate, allowed to allocate) out of the measured window.
         rtcp_interval: Duration::from_secs(3600),
+        media_timeout: Duration::from_secs(30),
     }
 }
 

@@ -37,6 +37,7 @@ fn config(codec: Codec, ssrc: u32, remote_port: u16) -> SessionConfig {
         initial_sequence: 1,
         initial_timestamp: 0,
         rtcp_interval: Duration::from_secs(1),
+        media_timeout: Duration::from_secs(30),
     }
 }
 

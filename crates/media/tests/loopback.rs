@@ -97,6 +97,7 @@ fn config(codec: Codec, ssrc: u32, remote_port: u16) -> SessionConfig {
         initial_sequence: rand::random(),
         initial_timestamp: rand::random(),
         rtcp_interval: Duration::from_secs(1),
+        media_timeout: Duration::from_secs(30),
     }
 }
 

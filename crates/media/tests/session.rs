@@ -31,6 +31,7 @@ fn config(ssrc: u32, remote: &str, telephone_event: Option<u8>) -> SessionConfig
         initial_sequence: 65500,
         initial_timestamp: 1000,
         rtcp_interval: Duration::from_secs(5),
+        media_timeout: Duration::from_secs(30),
     }
 }
 
@@ -317,4 +318,71 @@ fn malformed_and_foreign_packets_are_errors_not_panics() {
         let _ = pair.b.handle_rtp(now, pair.a_addr, &junk);
         let _ = pair.b.handle_rtcp(now, pair.a_addr, &junk);
     }
+}
+
+#[test]
+fn silence_on_the_wire_raises_one_media_timeout() {
+    let now = Instant::now();
+    let mut lonely = MediaSession::new(
+        SessionConfig {
+            media_timeout: Duration::from_secs(2),
+            ..config(1, "127.0.0.1:4002", Some(101))
+        },
+        now,
+    );
+    let mut timeouts = 0;
+    for k in 1..=200u64 {
+        let _ = lonely.tick(now + Duration::from_millis(20 * k));
+        timeouts += Pair::events(&mut lonely)
+            .iter()
+            .filter(|e| **e == MediaEvent::MediaTimeout)
+            .count();
+    }
+    assert_eq!(timeouts, 1);
+}
+
+#[test]
+fn g722_sessions_carry_wideband_prompts() {
+    let now = Instant::now();
+    let g722 = |ssrc, remote| SessionConfig {
+        codec: Codec::G722,
+        payload_type: 9,
+        ..config(ssrc, remote, Some(101))
+    };
+    let mut pair = Pair {
+        a: MediaSession::new(g722(0xA, "127.0.0.1:4002"), now),
+        b: MediaSession::new(g722(0xB, "127.0.0.1:4000"), now),
+        now,
+        a_addr: addr("127.0.0.1:4000"),
+        b_addr: addr("127.0.0.1:4002"),
+    };
+    // A 1 kHz prompt cached from a 16 kHz rendering.
+    let narrow: Vec<i16> = (0..50 * FRAME_SAMPLES)
+        .map(|n| (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * n as f64 / 8000.0).sin()) as i16)
+        .collect();
+    let wide: Vec<i16> = (0..100 * FRAME_SAMPLES)
+        .map(|n| (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * n as f64 / 16000.0).sin()) as i16)
+        .collect();
+    let prompt = Arc::new(EncodedPrompt::encode(
+        "wide",
+        Codec::G722,
+        &PcmAudio {
+            sample_rate: 8000,
+            samples: narrow,
+        },
+        Some(&PcmAudio {
+            sample_rate: 16000,
+            samples: wide,
+        }),
+    ));
+    pair.a.play(Playlist::new(vec![prompt]), false);
+    let mut heard = Vec::new();
+    for _ in 0..40 {
+        let (_, b_heard) = pair.step();
+        heard.extend(b_heard);
+    }
+    // B decodes G.722 and hears the tone at about its original level (8000 peak → RMS 5657).
+    let tail = &heard[heard.len() - 20 * FRAME_SAMPLES..];
+    let rms = (tail.iter().map(|s| (*s as f64).powi(2)).sum::<f64>() / tail.len() as f64).sqrt();
+    assert!((rms - 5657.0).abs() < 600.0, "rms {rms}");
 }
