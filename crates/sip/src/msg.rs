@@ -215,10 +215,10 @@ impl Via {
                 if n.eq_ignore_ascii_case("SIP") && v == "2.0" && !t.is_empty() =>
             {
                 let mut pieces = split_outside_quotes(rest, ';').into_iter();
-                let sent_by = pieces.next().unwrap_or_default().trim().to_string();
-                let (host, port) = split_host_port(&sent_by).ok_or_else(|| bad("bad sent-by"))?;
+                let sent_by = pieces.next().unwrap_or_default().trim();
+                let (host, port) = split_host_port(sent_by).ok_or_else(|| bad("bad sent-by"))?;
                 let params = pieces
-                    .map(|p| parse_param(&p))
+                    .map(parse_param)
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(Via {
                     transport: t.to_ascii_uppercase(),
@@ -329,7 +329,7 @@ impl NameAddr {
         let params = split_outside_quotes(rest, ';')
             .into_iter()
             .filter(|p| !p.trim().is_empty())
-            .map(|p| parse_param(&p))
+            .map(parse_param)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(NameAddr {
             display,
@@ -463,33 +463,37 @@ fn find_outside_quotes(text: &str, wanted: char) -> Option<usize> {
     None
 }
 
-/// Splits on `sep` outside quoted strings and angle brackets.
-pub fn split_outside_quotes(text: &str, sep: char) -> Vec<String> {
+/// Splits on `sep` outside quoted strings and angle brackets (no allocation per piece).
+pub fn split_outside_quotes(text: &str, sep: char) -> Vec<&str> {
+    let sep = sep as u32 as u8;
+    let bytes = text.as_bytes();
+    if !bytes.iter().any(|b| *b == sep) {
+        return vec![text];
+    }
     let mut out = Vec::new();
-    let mut current = String::new();
+    let mut start = 0;
     let mut quoted = false;
     let mut escaped = false;
     let mut angle = 0u32;
-    for c in text.chars() {
+    // Every delimiter is ASCII, so byte positions are char boundaries.
+    for (i, &b) in bytes.iter().enumerate() {
         if escaped {
             escaped = false;
-            current.push(c);
             continue;
         }
-        match c {
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '<' if !quoted => angle += 1,
-            '>' if !quoted => angle = angle.saturating_sub(1),
-            c if c == sep && !quoted && angle == 0 => {
-                out.push(std::mem::take(&mut current));
-                continue;
+        match b {
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => angle += 1,
+            b'>' if !quoted => angle = angle.saturating_sub(1),
+            _ if b == sep && !quoted && angle == 0 => {
+                out.push(&text[start..i]);
+                start = i + 1;
             }
             _ => {}
         }
-        current.push(c);
     }
-    out.push(current);
+    out.push(&text[start..]);
     out
 }
 
@@ -903,7 +907,7 @@ impl Message {
             .into_iter()
             .next()
             .unwrap_or_default();
-        Via::parse(&entry)
+        Via::parse(entry)
     }
 
     /// Rewrites the top Via (received/rport stamping).
@@ -913,15 +917,12 @@ impl Message {
             .iter_mut()
             .find(|h| h.name.eq_ignore_ascii_case("Via"))
         {
-            let mut entries = split_outside_quotes(&h.value, ',');
-            if let Some(first) = entries.first_mut() {
-                *first = via.to_string();
+            let mut value = via.to_string();
+            for entry in split_outside_quotes(&h.value, ',').iter().skip(1) {
+                value.push_str(", ");
+                value.push_str(entry.trim());
             }
-            h.value = entries
-                .iter()
-                .map(|e| e.trim())
-                .collect::<Vec<_>>()
-                .join(", ");
+            h.value = value;
         }
     }
 
