@@ -217,9 +217,7 @@ impl Via {
                 let mut pieces = split_outside_quotes(rest, ';').into_iter();
                 let sent_by = pieces.next().unwrap_or_default().trim();
                 let (host, port) = split_host_port(sent_by).ok_or_else(|| bad("bad sent-by"))?;
-                let params = pieces
-                    .map(parse_param)
-                    .collect::<Result<Vec<_>, _>>()?;
+                let params = pieces.map(parse_param).collect::<Result<Vec<_>, _>>()?;
                 Ok(Via {
                     transport: t.to_ascii_uppercase(),
                     host,
@@ -467,7 +465,7 @@ fn find_outside_quotes(text: &str, wanted: char) -> Option<usize> {
 pub fn split_outside_quotes(text: &str, sep: char) -> Vec<&str> {
     let sep = sep as u32 as u8;
     let bytes = text.as_bytes();
-    if !bytes.iter().any(|b| *b == sep) {
+    if !bytes.contains(&sep) {
         return vec![text];
     }
     let mut out = Vec::new();
