@@ -94,7 +94,10 @@ pub enum MediaCommand {
     GoLive,
     /// Audio for the next tick (by value: no allocation per frame).
     LiveFrame(Frame),
+    /// End the call's media: sends an RTCP BYE, then the driver returns.
     Shutdown,
+    /// Stop driving without a BYE (the stream continues elsewhere, e.g. in `run_bridge`).
+    Detach,
 }
 
 /// The audio of one tick, for recording and bridging.
@@ -124,6 +127,7 @@ pub async fn run_session(
 ) -> SessionEnd {
     let mut rtp_buffer = [0u8; 2048];
     let mut rtcp_buffer = [0u8; 2048];
+    let mut say_goodbye = true;
     loop {
         tokio::select! {
             received = sockets.rtp.recv_from(&mut rtp_buffer) => {
@@ -166,6 +170,10 @@ pub async fn run_session(
             command = commands.recv() => {
                 match command {
                     None | Some(MediaCommand::Shutdown) => break,
+                    Some(MediaCommand::Detach) => {
+                        say_goodbye = false;
+                        break;
+                    }
                     Some(MediaCommand::Play { playlist, barge_in, started }) => {
                         let id = session.play(playlist, barge_in);
                         if let Some(reply) = started {
@@ -184,6 +192,12 @@ pub async fn run_session(
                 }
             }
         }
+    }
+    if say_goodbye && let Some(transmit) = session.goodbye() {
+        let _ = sockets
+            .rtcp
+            .send_to(transmit.payload, transmit.destination)
+            .await;
     }
     let quality = session.quality();
     SessionEnd {

@@ -269,6 +269,26 @@ pub fn build_report(
 
 use rtc_shared::marshal::Marshal as _;
 
+/// A receiver report followed by a BYE (RFC 3550 §6.6: a BYE goes in a compound packet that
+/// starts with a report).
+pub fn build_goodbye(local_ssrc: u32) -> Result<Vec<u8>, RtcpError> {
+    let mut bytes = ReceiverReport {
+        ssrc: local_ssrc,
+        ..ReceiverReport::default()
+    }
+    .marshal()
+    .map_err(|e| RtcpError::Malformed(e.to_string()))?
+    .to_vec();
+    let goodbye = rtc_rtcp::goodbye::Goodbye {
+        sources: vec![local_ssrc],
+        reason: bytes::Bytes::from_static(b"hangup"),
+    }
+    .marshal()
+    .map_err(|e| RtcpError::Malformed(e.to_string()))?;
+    bytes.extend_from_slice(&goodbye);
+    Ok(bytes)
+}
+
 /// Parses an incoming RTCP datagram, updating `reception` with SR timing and returning feedback
 /// about our own stream (`local_ssrc`).
 pub fn handle_report(

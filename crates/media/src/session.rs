@@ -27,7 +27,9 @@ use crate::prompt::{EncodedPrompt, Playlist};
 use crate::quality::{QualityInputs, QualitySummary, summarise};
 use crate::rtcp::{self, NtpClock, ReceptionStats, SenderStats};
 use crate::sdp::{Direction, NegotiatedMedia};
-use crate::telephone_event::{DtmfDigit, DtmfEvent, TelephoneEventReceiver, TelephoneEventSender};
+use crate::telephone_event::{
+    DtmfDigit, DtmfEvent, DtmfSource, TelephoneEventReceiver, TelephoneEventSender,
+};
 use crate::tone::{ToneGenerator, ToneKind};
 
 const EVENT_QUEUE: usize = 64;
@@ -213,6 +215,7 @@ pub struct MediaSession {
     remote_goodbye: bool,
     last_rtp: Instant,
     timed_out: bool,
+    rfc4733_seen: bool,
 }
 
 impl MediaSession {
@@ -261,6 +264,7 @@ impl MediaSession {
             remote_goodbye: false,
             last_rtp: now,
             timed_out: false,
+            rfc4733_seen: false,
             config,
         }
     }
@@ -497,6 +501,32 @@ impl MediaSession {
     }
 
     fn on_dtmf(&mut self, event: DtmfEvent) {
+        // Gateways that send RFC 4733 often leave the tones in the audio as well: once the far
+        // end has shown it sends events, in-band detections would only duplicate them.
+        match event {
+            DtmfEvent::Pressed {
+                source: DtmfSource::Rfc4733,
+                ..
+            }
+            | DtmfEvent::Released {
+                source: DtmfSource::Rfc4733,
+                ..
+            } => {
+                self.rfc4733_seen = true;
+            }
+            DtmfEvent::Pressed {
+                source: DtmfSource::InBand,
+                ..
+            }
+            | DtmfEvent::Released {
+                source: DtmfSource::InBand,
+                ..
+            } => {
+                if self.rfc4733_seen {
+                    return;
+                }
+            }
+        }
         if let DtmfEvent::Pressed { digit, .. } = event
             && let Outbound::Playlist {
                 barge_in: true, id, ..
@@ -821,6 +851,18 @@ impl MediaSession {
             reception,
         )
         .ok()?;
+        self.rtcp_tx.clear();
+        self.rtcp_tx.extend_from_slice(&bytes);
+        Some(Transmit {
+            destination,
+            payload: &self.rtcp_tx,
+        })
+    }
+
+    /// An RTCP BYE (in a compound packet) to send when the call ends.
+    pub fn goodbye(&mut self) -> Option<Transmit<'_>> {
+        let destination = self.remote_rtcp?;
+        let bytes = rtcp::build_goodbye(self.config.local_ssrc).ok()?;
         self.rtcp_tx.clear();
         self.rtcp_tx.extend_from_slice(&bytes);
         Some(Transmit {

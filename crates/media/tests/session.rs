@@ -386,3 +386,57 @@ fn g722_sessions_carry_wideband_prompts() {
     let rms = (tail.iter().map(|s| (*s as f64).powi(2)).sum::<f64>() / tail.len() as f64).sqrt();
     assert!((rms - 5657.0).abs() < 600.0, "rms {rms}");
 }
+
+#[test]
+fn in_band_copies_of_rfc4733_digits_are_not_reported_twice() {
+    // A gateway that sends both: telephone-event packets and the tones in the audio.
+    let mut pair = Pair::new(Some(101));
+    let six = DtmfDigit::from_char('6').unwrap_or_else(|| unreachable!());
+    pair.a.send_dtmf(six, 100);
+    for _ in 0..10 {
+        pair.step();
+    }
+    // Now in-band only (as if the gateway's event packets had come first, then audio tones).
+    let mut tones = Pair::new(None);
+    tones.a.send_dtmf(six, 100);
+    let mut in_band_packets = Vec::new();
+    for _ in 0..12 {
+        tones.now += Duration::from_millis(20);
+        if let Some(t) = tones.a.tick(tones.now) {
+            in_band_packets.push(t.payload.to_vec());
+        }
+    }
+    for packet in in_band_packets {
+        pair.now += Duration::from_millis(20);
+        let mut rewritten = packet.clone();
+        rewritten[8..12].copy_from_slice(&0xAu32.to_be_bytes());
+        // Continue A's sequence numbers so B plays these packets.
+        let sequence = u16::from_be_bytes([packet[2], packet[3]]).wrapping_add(15);
+        rewritten[2..4].copy_from_slice(&sequence.to_be_bytes());
+        let _ = pair.b.handle_rtp(pair.now, pair.a_addr, &rewritten);
+        let _ = pair.b.tick(pair.now);
+    }
+    let presses = Pair::events(&mut pair.b)
+        .into_iter()
+        .filter(|e| matches!(e, MediaEvent::Dtmf(DtmfEvent::Pressed { .. })))
+        .count();
+    assert_eq!(presses, 1);
+}
+
+#[test]
+fn goodbye_is_a_valid_compound_rtcp_bye() {
+    let mut pair = Pair::new(Some(101));
+    pair.step();
+    let bye = pair
+        .a
+        .goodbye()
+        .map(|t| t.payload.to_vec())
+        .unwrap_or_default();
+    assert_eq!(bye[1], 201, "starts with a receiver report");
+    assert!(
+        pair.b
+            .handle_rtcp(pair.now, addr("127.0.0.1:4001"), &bye)
+            .is_ok()
+    );
+    assert!(Pair::events(&mut pair.b).contains(&MediaEvent::RemoteGoodbye));
+}
