@@ -33,7 +33,7 @@
 //!                          PlaybackStopped { id, reason: StopReason::BargeIn(digit) }, …
 //!  queue:          MediaCommand::PlayMusic(prompts.get(moh_file, codec)?)        // loops
 //!                  MediaCommand::PlayTone(ToneKind::Ringback(ToneRegion::Europe))
-//!  agent answers:  stop both drivers (Shutdown → SessionEnd { session, sockets, quality }) and run
+//!  agent answers:  detach both drivers (Detach → SessionEnd { session, sockets, quality }) and run
 //!                  driver::run_bridge(caller, caller_sockets, agent, agent_sockets, ticks, stop, events, tap)
 //!                  — transcodes when codecs differ, keeps DTMF/RTCP, and its tap feeds a
 //!                  CallRecorder (stereo: caller left, agent right); or, for a pure relay with no
