@@ -41,6 +41,7 @@ pub mod msg;
 pub mod registrar;
 pub mod transaction;
 pub mod transport;
+pub mod user_agent;
 
 pub use endpoint::{Endpoint, EndpointConfig, EndpointError, Event, TransactionId, Transmit};
 pub use msg::{Message, Method, ParseError};

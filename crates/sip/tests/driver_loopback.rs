@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use santral_sip::client::{
-    CallConfig, CallEvent, Credentials, OutgoingCall, Registration, RegistrationConfig,
-    RegistrationEvent,
+    CallConfig, CallEvent, Credentials, OutgoingCall, RegistrationConfig, RegistrationEvent,
+    RegistrationState,
 };
 use santral_sip::driver::{self, Listen, SipEvents, SipHandle};
 use santral_sip::registrar::{Registrar, RegistrarConfig};
+use santral_sip::user_agent::RegistrationTask;
 use santral_sip::{EndpointConfig, Event, Message, Method, TransportKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
@@ -56,40 +57,50 @@ fn spawn_registrar(handle: SipHandle, mut events: SipEvents) -> tokio::task::Joi
 async fn register_once(transport: TransportKind, server: SocketAddr) -> u32 {
     let (client, mut events) = start(&[(transport, "127.0.0.1:0")]).await;
     let local = client.local_addr(transport).unwrap();
-    let mut registration = Registration::new(
-        RegistrationConfig {
-            registrar_uri: format!("sip:{server}"),
-            aor: format!("sip:2001@{}", server.ip()),
-            contact: format!("sip:2001@{local}"),
-            expires: 120,
-            credentials: Credentials {
-                username: "2001".into(),
-                password: "secret2001".into(),
-            },
-            retry_after: Duration::from_secs(30),
+    let config = RegistrationConfig {
+        registrar_uri: format!("sip:{server}"),
+        aor: format!("sip:2001@{}", server.ip()),
+        contact: format!("sip:2001@{local}"),
+        expires: 120,
+        credentials: Credentials {
+            username: "2001".into(),
+            password: "secret2001".into(),
         },
-        Instant::now(),
-    );
-    let mut request = registration.poll_request(Instant::now()).unwrap();
-    client
-        .send_request(request.clone(), transport, server)
-        .await
-        .unwrap();
+        retry_after: Duration::from_secs(30),
+    };
+    let mut task = RegistrationTask::new(config, transport, server, Instant::now());
+    task.poll(&client, Instant::now()).await.unwrap();
     for _ in 0..4 {
         let event = timeout(WAIT, events.next()).await.unwrap().unwrap();
-        let Event::Response { response, .. } = event else {
-            panic!("unexpected {event:?}");
-        };
-        match registration.handle_response(Instant::now(), &request, &response) {
-            RegistrationEvent::Send(next) => {
-                request = next;
-                client
-                    .send_request(request.clone(), transport, server)
-                    .await
-                    .unwrap();
+        match task
+            .handle_event(&client, &event, Instant::now())
+            .await
+            .unwrap()
+        {
+            Some(RegistrationEvent::Registered { expires }) => {
+                assert!(matches!(task.state(), RegistrationState::Registered { .. }));
+                // Refresh due at 80 % of the granted time.
+                let wake = task.next_wake().unwrap();
+                assert!(wake > Instant::now() + Duration::from_secs(90));
+                // Unregistering is challenged too, then accepted.
+                task.unregister(&client).await.unwrap();
+                let mut outcome = None;
+                for _ in 0..4 {
+                    let event = timeout(WAIT, events.next()).await.unwrap().unwrap();
+                    outcome = task
+                        .handle_event(&client, &event, Instant::now())
+                        .await
+                        .unwrap();
+                    if outcome.is_some() {
+                        break;
+                    }
+                }
+                assert_eq!(outcome, Some(RegistrationEvent::Unregistered));
+                assert_eq!(task.state(), RegistrationState::Unregistered);
+                return expires;
             }
-            RegistrationEvent::Registered { expires } => return expires,
-            other => panic!("registration failed: {other:?}"),
+            Some(other) => panic!("registration failed: {other:?}"),
+            None => {}
         }
     }
     panic!("no final answer")
