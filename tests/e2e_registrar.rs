@@ -171,6 +171,8 @@ fn registrar_over_sipp() {
 
     let (ok, out) = sipp("options.xml", "u1", udp, &["-s", "2001"]);
     assert!(ok, "OPTIONS over UDP: {out}");
+    let (ok, out) = sipp("options.xml", "t1", tcp, &["-s", "2001"]);
+    assert!(ok, "OPTIONS over TCP: {out}");
 
     let (ok, out) = sipp(
         "register.xml",
