@@ -638,6 +638,14 @@ impl Message {
         let bytes = &bytes[start..];
         let (header_len, body_start) = find_header_end(bytes).ok_or(ParseError::Unterminated)?;
         let head = std::str::from_utf8(&bytes[..header_len]).map_err(|_| ParseError::NotUtf8)?;
+        // A CR anywhere but before LF would let a header smuggle a line into what we echo.
+        if head
+            .as_bytes()
+            .windows(2)
+            .any(|w| w[0] == b'\r' && w[1] != b'\n')
+        {
+            return Err(ParseError::HeaderLine("bare CR".into()));
+        }
         let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
         let start_line = lines.next().unwrap_or_default();
         if start_line.len() > limits.max_line_length {
@@ -1052,7 +1060,16 @@ impl Message {
             }
             out.extend_from_slice(h.name.as_bytes());
             out.extend_from_slice(b": ");
-            out.extend_from_slice(h.value.as_bytes());
+            // Values built by the application never break the framing.
+            if h.value.bytes().any(|b| b == b'\r' || b == b'\n') {
+                out.extend(
+                    h.value
+                        .bytes()
+                        .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+                );
+            } else {
+                out.extend_from_slice(h.value.as_bytes());
+            }
             out.extend_from_slice(b"\r\n");
         }
         let _ = write!(out, "Content-Length: {}\r\n\r\n", self.body.len());
@@ -1219,6 +1236,18 @@ l: 0\r\n\r\n";
         ));
         let mismatch = INVITE.replace("CSeq: 314159 INVITE", "CSeq: 314159 BYE");
         assert!(Message::parse(mismatch.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn bare_cr_in_a_header_is_rejected() {
+        let text = INVITE.replace(
+            "Call-ID: a84b4c76e66710@127.0.0.2",
+            "Call-ID: x\rInjected: 1",
+        );
+        assert!(matches!(
+            Message::parse(text.as_bytes()),
+            Err(ParseError::HeaderLine(_))
+        ));
     }
 
     #[test]
