@@ -15,6 +15,26 @@ pub struct DialogId {
     pub remote_tag: String,
 }
 
+impl DialogId {
+    /// The dialog an incoming in-dialog request belongs to, from our side (To tag is ours).
+    pub fn of_incoming_request(request: &Message) -> Option<DialogId> {
+        Some(DialogId {
+            call_id: request.call_id()?.to_string(),
+            local_tag: request.to_tag()?,
+            remote_tag: request.from_tag()?,
+        })
+    }
+
+    /// The dialog a response to one of our requests belongs to (From tag is ours).
+    pub fn of_response(response: &Message) -> Option<DialogId> {
+        Some(DialogId {
+            call_id: response.call_id()?.to_string(),
+            local_tag: response.from_tag()?,
+            remote_tag: response.to_tag()?,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Uac,
@@ -390,6 +410,7 @@ Record-Route: <sip:127.0.0.9;lr>, <sip:127.0.0.8;lr>\r\nContent-Length: 0\r\n\r\
         assert_eq!(ok.header_entries("Record-Route").len(), 2);
         assert_eq!(d.state, DialogState::Confirmed);
         let bye = d.request(Method::Bye);
+        assert_eq!(DialogId::of_response(&bye), Some(d.id.clone()));
         assert_eq!(bye.request_uri(), Some("sip:alice@127.0.0.2:5070"));
         assert_eq!(
             bye.header_entries("Route"),
