@@ -104,8 +104,10 @@ fn customer_directory_verifies_fetches_and_blocks() {
         dir.answer(&request(LookupAction::BlockCard, "100001", None)),
         LookupOutcome::NotFound
     );
-    let saved = dir.to_yaml().expect("yaml");
-    let again = CustomerDirectory::parse(&saved, "saved").expect("round trip");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("customers.yaml");
+    dir.save(&file).expect("save");
+    let again = CustomerDirectory::load(&file).expect("round trip");
     assert!(again.customer("100001").is_some_and(|c| {
         c.cards
             .iter()
