@@ -189,22 +189,18 @@ impl Via {
             name: "Via",
             reason: reason.to_string(),
         };
-        // LWS is allowed around the slashes of sent-protocol (RFC 4475 wsinv).
-        let mut compact = String::with_capacity(value.len());
-        let mut chars = value.trim().chars().peekable();
-        while let Some(c) = chars.next() {
-            if c.is_whitespace() {
-                let mut lookahead = chars.clone();
-                while lookahead.peek().is_some_and(|n| n.is_whitespace()) {
-                    lookahead.next();
-                }
-                if compact.ends_with('/') || lookahead.peek() == Some(&'/') {
-                    chars = lookahead;
-                    continue;
-                }
-            }
-            compact.push(c);
-        }
+        // LWS is allowed around the slashes of sent-protocol (RFC 4475 wsinv); the common
+        // case has none and is not copied.
+        let value = value.trim();
+        let needs_compacting = value.as_bytes().windows(2).any(|w| {
+            (w[0] == b'/' && w[1].is_ascii_whitespace())
+                || (w[1] == b'/' && w[0].is_ascii_whitespace())
+        });
+        let compact: std::borrow::Cow<'_, str> = if needs_compacting {
+            std::borrow::Cow::Owned(compact_slashes(value))
+        } else {
+            std::borrow::Cow::Borrowed(value)
+        };
         let (protocol, rest) = compact
             .split_once([' ', '\t'])
             .ok_or_else(|| bad("no sent-by"))?;
@@ -253,6 +249,26 @@ impl Via {
     pub fn sent_by(&self) -> String {
         format!("{}:{}", self.host, self.port.unwrap_or(5060))
     }
+}
+
+/// Removes whitespace next to '/' (sent-protocol with LWS).
+fn compact_slashes(value: &str) -> String {
+    let mut compact = String::with_capacity(value.len());
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_whitespace() {
+            let mut lookahead = chars.clone();
+            while lookahead.peek().is_some_and(|n| n.is_whitespace()) {
+                lookahead.next();
+            }
+            if compact.ends_with('/') || lookahead.peek() == Some(&'/') {
+                chars = lookahead;
+                continue;
+            }
+        }
+        compact.push(c);
+    }
+    compact
 }
 
 impl fmt::Display for Via {
@@ -576,6 +592,10 @@ pub fn canonical_name(name: &str) -> String {
     {
         return (*full).to_string();
     }
+    // Most peers already write canonical names: an exact match is a length check and memcmp.
+    if let Some(known) = CANONICAL_NAMES.iter().find(|known| **known == name) {
+        return (*known).to_string();
+    }
     CANONICAL_NAMES
         .iter()
         .find(|known| known.eq_ignore_ascii_case(name))
@@ -721,15 +741,24 @@ impl Message {
 
     /// Structural checks every message we act on must pass.
     fn validate(&self) -> Result<(), ParseError> {
-        for name in SINGLE_HEADERS {
-            let mut values = self.header_all(name);
-            if let Some(first) = values.next()
-                && values.any(|v| v != first)
-            {
-                return Err(ParseError::Header {
-                    name,
-                    reason: "appears more than once".into(),
-                });
+        // One pass: the first value of each single-valued header, any different repeat is an error.
+        let mut first: [Option<&str>; SINGLE_HEADERS.len()] = [None; SINGLE_HEADERS.len()];
+        for h in &self.headers {
+            let Some(i) = SINGLE_HEADERS
+                .iter()
+                .position(|n| n.eq_ignore_ascii_case(&h.name))
+            else {
+                continue;
+            };
+            match first[i] {
+                None => first[i] = Some(&h.value),
+                Some(seen) if seen != h.value => {
+                    return Err(ParseError::Header {
+                        name: SINGLE_HEADERS[i],
+                        reason: "appears more than once".into(),
+                    });
+                }
+                Some(_) => {}
             }
         }
         let via = self.top_via()?;
