@@ -1869,5 +1869,5 @@ pub fn expected_wait(position: usize, staffed: usize, handle_time: Duration) -> 
         return None;
     }
     let secs = position as f64 * handle_time.as_secs_f64() / staffed as f64;
-    Some(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).ok()
 }

@@ -64,7 +64,7 @@ pub struct SimulationReport {
 
 #[derive(Debug, Error, PartialEq)]
 pub enum SimulationError {
-    #[error("{0} must be a positive, finite number")]
+    #[error("{0} must be a positive, finite number (hours at most 1,000,000)")]
     NotPositive(&'static str),
     #[error("at least one agent is needed")]
     NoAgents,
@@ -97,7 +97,7 @@ pub fn simulate(
     if !positive(params.calls_per_hour) {
         return Err(SimulationError::NotPositive("rate"));
     }
-    if !positive(params.hours) {
+    if !positive(params.hours) || params.hours > 1e6 {
         return Err(SimulationError::NotPositive("hours"));
     }
     if params.handle.mean().is_zero() {

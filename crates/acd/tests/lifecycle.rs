@@ -610,6 +610,12 @@ fn config_validation_rejects_bad_input() {
         config(vec![support(), support()], vec![]).validate(),
         Err(ConfigError::Duplicate { .. })
     ));
+    let mut forever = support();
+    forever.max_wait_secs = Some(u64::MAX);
+    assert!(matches!(
+        config(vec![forever], vec![]).validate(),
+        Err(ConfigError::TooLong { .. })
+    ));
 }
 
 #[test]
