@@ -216,6 +216,7 @@ pub struct MediaSession {
     last_rtp: Instant,
     timed_out: bool,
     rfc4733_seen: bool,
+    talkspurt_start: bool,
 }
 
 impl MediaSession {
@@ -265,6 +266,7 @@ impl MediaSession {
             last_rtp: now,
             timed_out: false,
             rfc4733_seen: false,
+            talkspurt_start: true,
             config,
         }
     }
@@ -318,6 +320,7 @@ impl MediaSession {
     // ---- commands -------------------------------------------------------------------------
 
     fn stop_current(&mut self, reason: StopReason) {
+        self.talkspurt_start = true;
         if let Outbound::Playlist { id, .. } = self.outbound {
             self.push_event(MediaEvent::PlaybackStopped { id, reason });
         }
@@ -694,7 +697,13 @@ impl MediaSession {
                 self.encoder.encode_frame(&frame, &mut payload)
             }
         };
+        // RFC 3551 §4.1: mark the first packet of a talkspurt (stream start, new source).
+        self.header.marker = self.talkspurt_start && sends;
         let written = self.write_packet(&payload[..length], sends);
+        if written.is_some() {
+            self.talkspurt_start = false;
+        }
+        self.header.marker = false;
         self.header.timestamp = self.header.timestamp.wrapping_add(timestamp_step);
         match (written, destination) {
             (Some(length), Some(destination)) => Some(Transmit {

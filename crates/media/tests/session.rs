@@ -440,3 +440,19 @@ fn goodbye_is_a_valid_compound_rtcp_bye() {
     );
     assert!(Pair::events(&mut pair.b).contains(&MediaEvent::RemoteGoodbye));
 }
+
+#[test]
+fn marker_bit_flags_stream_start_and_new_prompts_only() {
+    let mut pair = Pair::new(Some(101));
+    let mut markers = Vec::new();
+    for k in 0..6 {
+        if k == 3 {
+            pair.a
+                .play(Playlist::new(vec![tone_prompt(700.0, 10)]), false);
+        }
+        pair.now += Duration::from_millis(20);
+        let marker = pair.a.tick(pair.now).map(|t| t.payload[1] & 0x80 != 0);
+        markers.push(marker.unwrap_or(false));
+    }
+    assert_eq!(markers, [true, false, false, true, false, false]);
+}
