@@ -262,6 +262,11 @@ impl Acd {
 
     /// Applies one input. On error nothing changed.
     pub fn handle(&mut self, input: Input, now: Instant) -> Result<(), AcdError> {
+        let span = match input.call() {
+            Some(call) => tracing::debug_span!("acd", call = %call),
+            None => tracing::Span::none(),
+        };
+        let _entered = span.enter();
         let result = self.apply(input, now);
         self.route(now);
         result
