@@ -100,3 +100,28 @@ fn the_demo_flows_are_clean() {
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     assert_eq!(loaded.set.flows().count(), 3);
 }
+
+#[test]
+fn checking_one_file_resolves_goto_through_its_directory() {
+    let (problems, flows) =
+        FlowSet::check_paths(&[PathBuf::from("../../ivr-flows/main.yaml")], &ctx());
+    assert_eq!(flows, 1);
+    assert!(problems.is_empty(), "{problems:?}");
+    // Siblings' own problems are not reported for the file asked about.
+    let (problems, _) = FlowSet::check_paths(&[PathBuf::from("tests/broken/warn.yaml")], &ctx());
+    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "tests/broken/warn.yaml:6:24: warning: variable `customer_no` may be read before any step sets it"
+        ]
+    );
+    let (problems, _) = FlowSet::check_paths(&[PathBuf::from("tests/no-such-file.yaml")], &ctx());
+    assert_eq!(problems.len(), 1);
+    assert!(
+        problems[0]
+            .to_string()
+            .starts_with("tests/no-such-file.yaml:1:1: cannot read"),
+        "{problems:?}"
+    );
+}
