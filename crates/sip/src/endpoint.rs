@@ -424,6 +424,7 @@ impl Endpoint {
             TransactionKind::NonInviteServer
         };
         let id = self.allocate_id();
+        tracing::debug!(parent: &span, "request received");
         let tx = Transaction::new_server(kind, request.clone(), peer, self.config.timers, span);
         self.transactions.insert(id, tx);
         self.server_index.insert(key.clone(), id);
@@ -510,6 +511,7 @@ impl Endpoint {
         };
         let mut actions = Vec::new();
         if let Some(tx) = self.transactions.get_mut(&id) {
+            tracing::debug!(parent: &tx.span, code = response.status(), "response received");
             tx.on_response(now, response, &mut actions);
         }
         self.apply(id, actions);
@@ -571,6 +573,7 @@ impl Endpoint {
         };
         let bytes = Bytes::from(request.to_bytes());
         let id = self.allocate_id();
+        tracing::debug!(parent: &span, "request sent");
         let (tx, first) =
             Transaction::new_client(kind, request, bytes, peer, self.config.timers, now, span);
         self.transactions.insert(id, tx);
@@ -690,6 +693,7 @@ impl Endpoint {
         let mut actions = Vec::new();
         tx.send_response(now, code, bytes.clone(), &mut actions)
             .map_err(EndpointError::WrongState)?;
+        tracing::debug!(parent: &tx.span, code, "response sent");
         let is_invite_success =
             tx.kind == TransactionKind::InviteServer && (200..300).contains(&code);
         let peer = tx.peer;
