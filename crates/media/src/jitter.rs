@@ -50,8 +50,9 @@ pub enum PushOutcome {
     Duplicate,
     /// Arrived after its play-out time.
     Late,
-    /// So far ahead of the play-out point that it cannot be slotted (stream jump): the buffer
-    /// resynchronised on it.
+    /// Far outside the window (a stream jump, or a stray packet): held on probation and dropped.
+    Probation,
+    /// The packet after a probation packet confirmed the jump: the buffer restarted on it.
     Resynchronised,
     /// Payload larger than one 20 ms frame of any of our codecs.
     Oversized,
@@ -99,6 +100,7 @@ pub struct JitterStats {
     pub reordered: u64,
     pub grown: u64,
     pub shrunk: u64,
+    pub resynchronised: u64,
 }
 
 /// The adaptive jitter buffer.
@@ -117,6 +119,7 @@ pub struct JitterBuffer {
     peak_deviation: f64,
     epoch: Option<Instant>,
     calm_frames: u32,
+    probation: Option<u16>,
     stats: JitterStats,
 }
 
@@ -139,6 +142,7 @@ impl JitterBuffer {
             peak_deviation: 0.0,
             epoch: None,
             calm_frames: 0,
+            probation: None,
             stats: JitterStats::default(),
         }
     }
@@ -208,22 +212,30 @@ impl JitterBuffer {
         self.update_jitter(now, timestamp);
         let extended = self.extend(sequence);
         let mut outcome = PushOutcome::Accepted;
-        if let Some(next) = self.next_play {
-            if extended < next {
-                self.stats.late += 1;
-                // A late packet means our delay was too short: grow now.
-                self.grow();
-                return PushOutcome::Late;
-            }
-            if extended >= next + SLOTS as u64 {
+        let out_of_range = match (self.next_play, self.highest) {
+            (Some(next), _) => extended >= next + SLOTS as u64,
+            (None, Some(highest)) => highest.abs_diff(extended) >= SLOTS as u64,
+            (None, None) => false,
+        };
+        if out_of_range {
+            // A jump: believe it only when the next packet follows it (RFC 3550 A.1 style
+            // probation), so one stray packet cannot flush the buffer.
+            if self.probation == Some(sequence.wrapping_sub(1)) {
+                self.probation = None;
                 self.reset();
+                self.stats.resynchronised += 1;
                 outcome = PushOutcome::Resynchronised;
+            } else {
+                self.probation = Some(sequence);
+                return PushOutcome::Probation;
             }
-        } else if let Some(highest) = self.highest
-            && highest.abs_diff(extended) >= SLOTS as u64
+        } else if let Some(next) = self.next_play
+            && extended < next
         {
-            self.reset();
-            outcome = PushOutcome::Resynchronised;
+            self.stats.late += 1;
+            // A late packet means our delay was too short: grow now.
+            self.grow();
+            return PushOutcome::Late;
         }
         let extended = if outcome == PushOutcome::Resynchronised {
             self.extend(sequence)
@@ -574,6 +586,39 @@ mod tests {
     }
 
     #[test]
+    fn a_stray_far_packet_is_ignored_but_a_confirmed_jump_resynchronises() {
+        let start = Instant::now();
+        let mut buffer = JitterBuffer::new(JitterConfig::default());
+        for i in 0..5u16 {
+            buffer.push(start, 100 + i, 160 * i as u32, 0, &payload(100 + i));
+        }
+        assert_eq!(played(&mut buffer, start), Some(Some(100)));
+        assert_eq!(
+            buffer.push(start, 30000, 0, 0, &payload(30000)),
+            PushOutcome::Probation
+        );
+        assert_eq!(
+            played(&mut buffer, start),
+            Some(Some(101)),
+            "stray packet flushed nothing"
+        );
+        assert_eq!(
+            buffer.push(start, 40000, 0, 0, &payload(40000)),
+            PushOutcome::Probation
+        );
+        assert_eq!(
+            buffer.push(start, 40001, 160, 0, &payload(40001)),
+            PushOutcome::Resynchronised
+        );
+        assert_eq!(
+            buffer.push(start, 40002, 320, 0, &payload(40002)),
+            PushOutcome::Accepted
+        );
+        assert_eq!(played(&mut buffer, start), Some(Some(40001)));
+        assert_eq!(buffer.stats().resynchronised, 1);
+    }
+
+    #[test]
     fn oversized_payload_is_refused() {
         let mut buffer = JitterBuffer::new(JitterConfig::default());
         assert_eq!(
@@ -593,6 +638,7 @@ mod tests {
             let epoch = Instant::now();
             let mut buffer = JitterBuffer::new(JitterConfig::default());
             let mut played: Vec<u16> = Vec::new();
+            let mut epoch_resyncs = 0;
             for (tick, (offset, duplicate, pops)) in ops.iter().enumerate() {
                 let now = epoch + Duration::from_millis(20 * tick as u64);
                 let sequence = start.wrapping_add(tick as u16).wrapping_add(*offset).wrapping_sub(40);
@@ -601,17 +647,27 @@ mod tests {
                     let _ = buffer.push(now, sequence, 160u32.wrapping_mul(sequence as u32), 0, &payload(sequence));
                 }
                 for _ in 0..*pops {
+                    if buffer.stats().resynchronised != epoch_resyncs {
+                        // A confirmed stream jump starts a new play-out epoch.
+                        epoch_resyncs = buffer.stats().resynchronised;
+                        check_monotonic(&played)?;
+                        played.clear();
+                    }
                     if let Playout::Frame { payload, sequence, .. } = buffer.pop(now) {
                         proptest::prop_assert_eq!(payload[0], sequence as u8);
                         played.push(sequence);
                     }
                 }
             }
-            for pair in played.windows(2) {
-                let step = pair[1].wrapping_sub(pair[0]);
-                // Strictly forward in sequence space (a resynchronisation may jump far ahead).
-                proptest::prop_assert!(step != 0 && step < 0x8000, "{:?}", pair);
-            }
+            check_monotonic(&played)?;
         }
+    }
+
+    fn check_monotonic(played: &[u16]) -> Result<(), proptest::test_runner::TestCaseError> {
+        for pair in played.windows(2) {
+            let step = pair[1].wrapping_sub(pair[0]);
+            proptest::prop_assert!(step != 0 && step < 0x8000, "{:?}", pair);
+        }
+        Ok(())
     }
 }
