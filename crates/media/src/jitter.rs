@@ -603,18 +603,18 @@ mod tests {
             "stray packet flushed nothing"
         );
         assert_eq!(
-            buffer.push(start, 40000, 0, 0, &payload(40000)),
+            buffer.push(start, 20000, 0, 0, &payload(20000)),
             PushOutcome::Probation
         );
         assert_eq!(
-            buffer.push(start, 40001, 160, 0, &payload(40001)),
+            buffer.push(start, 20001, 160, 0, &payload(20001)),
             PushOutcome::Resynchronised
         );
         assert_eq!(
-            buffer.push(start, 40002, 320, 0, &payload(40002)),
+            buffer.push(start, 20002, 320, 0, &payload(20002)),
             PushOutcome::Accepted
         );
-        assert_eq!(played(&mut buffer, start), Some(Some(40001)));
+        assert_eq!(played(&mut buffer, start), Some(Some(20001)));
         assert_eq!(buffer.stats().resynchronised, 1);
     }
 
