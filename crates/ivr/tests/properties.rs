@@ -127,3 +127,56 @@ proptest! {
         prop_assert!(!out.visited.is_empty());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Operators' typos: any edit of a demo flow loads or is refused with positions, never panics.
+    #[test]
+    fn edited_flows_never_panic_the_loader(
+        which in prop::sample::select(vec!["main", "card-services", "survey"]),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), 0u8..3, "[ -~\n]{0,3}"), 1..6),
+    ) {
+        let path = format!("../../ivr-flows/{which}.yaml");
+        let mut text = std::fs::read_to_string(&path).expect("demo flow");
+        for (at, op, insert) in edits {
+            let mut i = at.index(text.len().max(1));
+            while i > 0 && !text.is_char_boundary(i) {
+                i -= 1;
+            }
+            match op {
+                0 => text.insert_str(i, &insert),
+                1 => {
+                    let mut j = (i + insert.len()).min(text.len());
+                    while j < text.len() && !text.is_char_boundary(j) {
+                        j += 1;
+                    }
+                    text.replace_range(i..j, "");
+                }
+                _ => {
+                    let mut j = (i + 1).min(text.len());
+                    while j < text.len() && !text.is_char_boundary(j) {
+                        j += 1;
+                    }
+                    text.replace_range(i..j, &insert);
+                }
+            }
+        }
+        let ctx = ValidationContext { queues: Some(vec!["billing".into()]), languages: vec!["tr".into()], prompts_dir: None };
+        let sources = vec![(which.to_owned(), format!("{which}.yaml"), text)];
+        if let Err(errors) = FlowSet::from_sources(&sources, &ctx, 1) {
+            prop_assert!(!errors.0.is_empty());
+            let prefix = format!("{which}.yaml:");
+            for e in &errors.0 {
+                let line = e.to_string();
+                prop_assert!(line.starts_with(&prefix), "{}", line);
+            }
+        }
+    }
+
+    #[test]
+    fn arbitrary_text_never_panics_the_loader(text in "\\PC{0,300}") {
+        let sources = vec![("f".to_owned(), "f.yaml".to_owned(), text)];
+        let _ = FlowSet::from_sources(&sources, &ValidationContext::default(), 1);
+    }
+}
