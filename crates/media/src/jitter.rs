@@ -610,10 +610,11 @@ mod tests {
             buffer.push(start, 20001, 160, 0, &payload(20001)),
             PushOutcome::Resynchronised
         );
-        assert_eq!(
-            buffer.push(start, 20002, 320, 0, &payload(20002)),
-            PushOutcome::Accepted
-        );
+        for sequence in 20002..20012u16 {
+            let outcome = buffer.push(start, sequence, 0, 0, &payload(sequence));
+            assert_eq!(outcome, PushOutcome::Accepted);
+        }
+        // Play-out restarts at the first packet of the new stream.
         assert_eq!(played(&mut buffer, start), Some(Some(20001)));
         assert_eq!(buffer.stats().resynchronised, 1);
     }
