@@ -106,6 +106,15 @@ pub struct PromptRef {
     pub name: String,
 }
 
+impl PromptRef {
+    /// The prompt's file under the prompts directory.
+    pub fn path(&self, prompts_dir: &std::path::Path) -> std::path::PathBuf {
+        prompts_dir
+            .join(&self.language)
+            .join(format!("{}.wav", self.name))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnqueueRequest {
     pub queue: Option<String>,
