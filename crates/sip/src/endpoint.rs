@@ -26,6 +26,10 @@ pub struct EndpointConfig {
     pub limits: Limits,
     /// Sent in User-Agent / Server headers.
     pub product: String,
+    /// Option tags we implement; a request that Requires any other gets 420 (RFC 3261 §8.2.2.3).
+    pub supported: Vec<String>,
+    /// Live transactions at most; new requests beyond it get 503 with Retry-After.
+    pub max_transactions: usize,
 }
 
 impl Default for EndpointConfig {
@@ -34,6 +38,11 @@ impl Default for EndpointConfig {
             timers: Timers::default(),
             limits: Limits::default(),
             product: concat!("santral/", env!("CARGO_PKG_VERSION")).to_string(),
+            supported: crate::registrar::SUPPORTED
+                .split(',')
+                .map(|t| t.trim().to_string())
+                .collect(),
+            max_transactions: 100_000,
         }
     }
 }
@@ -450,6 +459,34 @@ impl Endpoint {
         }
         if method != Method::Options && request.max_forwards().ok().flatten() == Some(0) {
             let _ = self.respond_with(now, id, 483, "Too Many Hops");
+            return;
+        }
+        if self.transactions.len() > self.config.max_transactions {
+            let mut busy = Message::response_to(&request, 503, "Service Unavailable");
+            busy.set_to_tag(&new_tag());
+            busy.push_header("Retry-After", "5");
+            let _ = self.respond(now, id, busy);
+            return;
+        }
+        let unsupported: Vec<String> = request
+            .header_all("Require")
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|tag| {
+                !tag.is_empty()
+                    && !self
+                        .config
+                        .supported
+                        .iter()
+                        .any(|s| s.eq_ignore_ascii_case(tag))
+            })
+            .map(str::to_string)
+            .collect();
+        if !unsupported.is_empty() {
+            let mut bad = Message::response_to(&request, 420, "Bad Extension");
+            bad.set_to_tag(&new_tag());
+            bad.push_header("Unsupported", unsupported.join(", "));
+            let _ = self.respond(now, id, bad);
             return;
         }
         if method == Method::Invite {

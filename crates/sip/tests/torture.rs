@@ -137,9 +137,29 @@ fn esc01_escaped_characters() {
 
 #[test]
 fn other_valid_requests_reach_the_application() {
-    for name in ["badbranch", "bext01", "cparam01", "cparam02"] {
+    for name in ["badbranch", "cparam01", "cparam02"] {
         assert_valid_request(name, &load(name));
     }
+}
+
+#[test]
+fn bext01_unknown_required_extensions_get_420_listing_them() {
+    assert!(Message::parse(&load("bext01")).is_ok());
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    ep.handle_input(
+        Instant::now(),
+        TransportKind::Udp,
+        "127.0.0.1:5060".parse().unwrap(),
+        "127.0.0.9:5060".parse().unwrap(),
+        &load("bext01"),
+    );
+    assert_eq!(ep.poll_event(), None);
+    let response = Message::parse(&ep.poll_transmit().unwrap().bytes).unwrap();
+    assert_eq!(response.status(), Some(420));
+    assert_eq!(
+        response.header("Unsupported"),
+        Some("nothingSupportsThis, nothingSupportsThisEither")
+    );
 }
 
 #[test]

@@ -520,3 +520,27 @@ fn timers_follow_configured_t1_t2_t4() {
     ep.handle_timeout(t0 + Duration::from_millis(700));
     assert_eq!(ep.transaction_state(id), None);
 }
+
+#[test]
+fn transaction_limit_answers_503() {
+    let mut ep = Endpoint::new(EndpointConfig {
+        max_transactions: 2,
+        ..EndpointConfig::default()
+    });
+    let p = peer(TransportKind::Udp);
+    let t0 = Instant::now();
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let text = String::from_utf8(incoming(Method::Options, &format!("z9hG4bKlim{i}")))
+            .unwrap()
+            .replace("tag=a1", &format!("tag=a{i}"));
+        deliver(&mut ep, t0, p, text.as_bytes());
+        if let Some(Event::Request { id, .. }) = ep.poll_event() {
+            ep.respond_with(t0, id, 200, "OK").unwrap();
+        }
+        let m = Message::parse(&ep.poll_transmit().unwrap().bytes).unwrap();
+        statuses.push(m.status().unwrap());
+    }
+    // Two live transactions at most: the third request on is refused until they end.
+    assert_eq!(statuses, vec![200, 200, 503, 503, 503]);
+}
