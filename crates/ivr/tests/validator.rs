@@ -125,3 +125,15 @@ fn checking_one_file_resolves_goto_through_its_directory() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn the_committed_schema_matches_the_flow_format() {
+    let committed = std::fs::read_to_string("../../ivr-flows/flow.schema.json")
+        .expect("ivr-flows/flow.schema.json");
+    let committed: serde_json::Value = serde_json::from_str(&committed).expect("valid JSON");
+    assert_eq!(
+        committed,
+        santral_ivr::model::flow_schema(),
+        "regenerate with: santral flow schema > ivr-flows/flow.schema.json"
+    );
+}
