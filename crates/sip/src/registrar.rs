@@ -150,6 +150,13 @@ impl Registrar {
         &self.config
     }
 
+    /// Replaces the accounts (configuration reload); bindings of removed accounts are dropped.
+    pub fn set_accounts(&mut self, accounts: impl IntoIterator<Item = (String, String)>) {
+        self.accounts = accounts.into_iter().collect();
+        let accounts = &self.accounts;
+        self.bindings.retain(|user, _| accounts.contains_key(user));
+    }
+
     /// Current contacts of an account (expired ones excluded), e.g. "where is agent 2001?".
     pub fn contacts(&self, now: Instant, user: &str) -> Vec<Binding> {
         self.bindings
@@ -804,6 +811,30 @@ Call-ID: reg-{user}\r\nCSeq: {cseq} REGISTER\r\nContact: {contact}\r\n"
             r.handle_register(after, &good, peer()).response.status(),
             Some(200)
         );
+    }
+
+    #[test]
+    fn removed_accounts_lose_their_bindings() {
+        let mut r = registrar(vec![Algorithm::Md5]);
+        let now = Instant::now();
+        let ch = r
+            .handle_register(now, &register("2001", 1, "<sip:a@127.0.0.5>", None), peer())
+            .response;
+        let req = with_answer(
+            register("2001", 2, "<sip:a@127.0.0.5>", None),
+            &ch,
+            Algorithm::Md5,
+            "2001",
+            "secret2001",
+            1,
+        );
+        assert_eq!(
+            r.handle_register(now, &req, peer()).response.status(),
+            Some(200)
+        );
+        assert_eq!(r.registered_users(now), vec!["2001".to_string()]);
+        r.set_accounts([("2002".to_string(), "x".to_string())]);
+        assert!(r.contacts(now, "2001").is_empty());
     }
 
     #[test]
