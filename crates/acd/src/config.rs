@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 
 /// The whole ACD configuration: queues and the agents that may log in.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcdConfig {
     #[serde(default)]
@@ -29,6 +30,18 @@ pub struct AcdConfig {
     pub interval_secs: u64,
 }
 
+impl Default for AcdConfig {
+    fn default() -> Self {
+        Self {
+            queues: Vec::new(),
+            agents: Vec::new(),
+            no_answer_pause_after: default_no_answer_pause_after(),
+            retry_delay_secs: default_retry_delay_secs(),
+            interval_secs: default_interval_secs(),
+        }
+    }
+}
+
 fn default_no_answer_pause_after() -> u32 {
     3
 }
@@ -40,7 +53,7 @@ fn default_interval_secs() -> u64 {
 }
 
 /// How a queue picks among the agents able to take a call.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// The agent who has been available the longest.
@@ -63,7 +76,9 @@ pub enum Strategy {
 }
 
 /// A skill with a minimum level (1–10).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct SkillRequirement {
     pub skill: String,
@@ -76,7 +91,7 @@ fn default_min_level() -> u8 {
 }
 
 /// When a queue counts as empty for the join and leave policies.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum EmptyRule {
     /// Never treat the queue as empty.
@@ -89,7 +104,7 @@ pub enum EmptyRule {
 }
 
 /// One escalation step, applied `after_secs` after the call entered the queue.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationStep {
     pub after_secs: u64,
@@ -109,7 +124,7 @@ pub struct EscalationStep {
 }
 
 /// A queue.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
     pub name: String,
@@ -215,7 +230,7 @@ impl QueueConfig {
 }
 
 /// An agent that may log in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     pub id: String,
@@ -233,6 +248,13 @@ impl AgentConfig {
             skills: skills.iter().map(|(s, l)| ((*s).to_owned(), *l)).collect(),
             languages: languages.iter().map(|l| (*l).to_owned()).collect(),
         }
+    }
+}
+
+impl AcdConfig {
+    /// JSON Schema of the configuration, for editors and `santral config schema`.
+    pub fn json_schema() -> schemars::Schema {
+        schemars::schema_for!(AcdConfig)
     }
 }
 

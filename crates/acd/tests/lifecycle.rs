@@ -776,3 +776,39 @@ fn overflow_due_while_ringing_happens_when_the_offer_ends() {
             .any(|o| matches!(o, Output::Offer(offer) if offer.agent.0 == "bea"))
     );
 }
+
+#[test]
+fn config_schema_and_defaults() {
+    let schema = serde_json::to_string(&AcdConfig::json_schema()).expect("schema serializes");
+    assert!(
+        schema.contains("longest-idle")
+            && schema.contains("ring-all")
+            && schema.contains("overflow_to")
+    );
+    let defaults = AcdConfig::default();
+    assert_eq!(defaults.validate(), Ok(()));
+    assert_eq!(
+        (defaults.interval_secs, defaults.no_answer_pause_after),
+        (900, 3)
+    );
+}
+
+#[test]
+fn agent_statistics_per_interval() {
+    let mut cfg = config(vec![support()], agents());
+    cfg.interval_secs = 60;
+    let mut h = Harness::new(cfg);
+    h.login("ann");
+    h.at(30.0);
+    h.join(call(1, "support"));
+    h.answer(1, "ann");
+    h.at(90.0);
+    h.end(1);
+    h.at(100.0);
+    let intervals = h.acd.agent_intervals("ann").expect("agent");
+    // Available 0-30 s ends in interval 0; the talk (30-90 s) and wrap-up end in interval 1.
+    assert_eq!(intervals[&0].available, Duration::from_secs(30));
+    assert_eq!(intervals[&0].answered, 1);
+    assert_eq!(intervals[&1].talk, Duration::from_secs(60));
+    assert_eq!(intervals[&1].wrap_up, Duration::from_secs(10));
+}
