@@ -26,34 +26,71 @@ fn halfband_taps() -> [f32; TAPS] {
     taps
 }
 
-/// Delay line kept twice over so the newest `TAPS` samples are always one contiguous slice
+/// The half-band filter's non-zero taps: every even index (odd offsets from the centre) and
+/// the centre itself. All other taps are exactly zero, so both converters skip them
+/// (polyphase form: 16 multiplies per output instead of 31).
+#[derive(Debug, Clone)]
+struct HalfBand {
+    even: [f32; PHASE],
+    centre: f32,
+}
+
+/// Taps per polyphase branch.
+const PHASE: usize = TAPS / 2 + 1;
+/// Delay (in branch samples) of the centre tap.
+const CENTRE_DELAY: usize = TAPS / 4;
+
+impl HalfBand {
+    fn new() -> Self {
+        let taps = halfband_taps();
+        let mut even = [0f32; PHASE];
+        for (j, tap) in even.iter_mut().enumerate() {
+            *tap = taps[2 * j];
+        }
+        HalfBand {
+            even,
+            centre: taps[TAPS / 2],
+        }
+    }
+}
+
+/// Delay line kept twice over so the newest `N` samples are always one contiguous slice
 /// (no modulo per tap).
 #[derive(Debug, Clone)]
-struct DelayLine {
-    samples: [f32; 2 * TAPS],
+struct DelayLine<const N: usize> {
+    samples: [[f32; N]; 2],
     position: usize,
 }
 
-impl DelayLine {
+impl<const N: usize> DelayLine<N> {
     fn new() -> Self {
         DelayLine {
-            samples: [0.0; 2 * TAPS],
+            samples: [[0.0; N]; 2],
             position: 0,
         }
     }
 
     fn push(&mut self, sample: f32) {
-        self.samples[self.position] = sample;
-        self.samples[self.position + TAPS] = sample;
-        self.position = (self.position + 1) % TAPS;
+        self.samples[0][self.position] = sample;
+        self.samples[1][self.position] = sample;
+        self.position = (self.position + 1) % N;
     }
 
-    /// Convolution of the newest `TAPS` samples (oldest first) with `taps`.
-    fn filter(&self, taps: &[f32; TAPS]) -> f32 {
-        taps.iter()
-            .zip(&self.samples[self.position..self.position + TAPS])
-            .map(|(t, x)| t * x)
-            .sum()
+    /// The newest `N` samples, oldest first.
+    fn window(&self) -> impl Iterator<Item = f32> + '_ {
+        self.samples[0][self.position..]
+            .iter()
+            .chain(&self.samples[1][..self.position])
+            .copied()
+    }
+
+    /// The sample pushed `age` pushes ago (0 = newest).
+    fn back(&self, age: usize) -> f32 {
+        self.samples[0][(self.position + N - 1 - age % N) % N]
+    }
+
+    fn dot(&self, taps: &[f32; N]) -> f32 {
+        taps.iter().zip(self.window()).map(|(t, x)| t * x).sum()
     }
 }
 
@@ -64,8 +101,11 @@ fn to_i16(value: f32) -> i16 {
 /// 16 kHz → 8 kHz.
 #[derive(Debug, Clone)]
 pub struct Decimator {
-    taps: [f32; TAPS],
-    line: DelayLine,
+    filter: HalfBand,
+    /// Odd-indexed wide samples (the newest of each pair).
+    odd: DelayLine<PHASE>,
+    /// Even-indexed wide samples, for the centre tap.
+    even: DelayLine<PHASE>,
 }
 
 impl Default for Decimator {
@@ -77,17 +117,19 @@ impl Default for Decimator {
 impl Decimator {
     pub fn new() -> Self {
         Decimator {
-            taps: halfband_taps(),
-            line: DelayLine::new(),
+            filter: HalfBand::new(),
+            odd: DelayLine::new(),
+            even: DelayLine::new(),
         }
     }
 
     /// Consumes `2 * out.len()` wide samples (fewer if `wide` is short).
     pub fn process(&mut self, wide: &[i16], out: &mut [i16]) {
         for (pair, sample) in wide.chunks_exact(2).zip(out.iter_mut()) {
-            self.line.push(pair[0] as f32);
-            self.line.push(pair[1] as f32);
-            *sample = to_i16(self.line.filter(&self.taps));
+            self.even.push(pair[0] as f32);
+            self.odd.push(pair[1] as f32);
+            let branch = self.odd.dot(&self.filter.even);
+            *sample = to_i16(branch + self.filter.centre * self.even.back(CENTRE_DELAY));
         }
     }
 }
@@ -95,8 +137,8 @@ impl Decimator {
 /// 8 kHz → 16 kHz.
 #[derive(Debug, Clone)]
 pub struct Interpolator {
-    taps: [f32; TAPS],
-    line: DelayLine,
+    filter: HalfBand,
+    line: DelayLine<PHASE>,
 }
 
 impl Default for Interpolator {
@@ -108,7 +150,7 @@ impl Default for Interpolator {
 impl Interpolator {
     pub fn new() -> Self {
         Interpolator {
-            taps: halfband_taps(),
+            filter: HalfBand::new(),
             line: DelayLine::new(),
         }
     }
@@ -118,9 +160,8 @@ impl Interpolator {
         for (&sample, pair) in narrow.iter().zip(wide.chunks_exact_mut(2)) {
             // Zero-stuffing halves the gain; the factor 2 restores it.
             self.line.push(sample as f32);
-            pair[0] = to_i16(2.0 * self.line.filter(&self.taps));
-            self.line.push(0.0);
-            pair[1] = to_i16(2.0 * self.line.filter(&self.taps));
+            pair[0] = to_i16(2.0 * self.line.dot(&self.filter.even));
+            pair[1] = to_i16(2.0 * self.filter.centre * self.line.back(CENTRE_DELAY));
         }
     }
 }
@@ -145,6 +186,42 @@ mod tests {
         };
         let ratio = rms(&back[200..]) / rms(&narrow[200..]);
         assert!((ratio - 1.0).abs() < 0.05, "gain {ratio}");
+    }
+
+    /// The polyphase forms equal a direct 31-tap convolution.
+    #[test]
+    fn polyphase_matches_direct_convolution() {
+        let taps = halfband_taps();
+        let narrow: Vec<i16> = (0..200)
+            .map(|n| ((n * 7919 % 2001) as i16 - 1000) * 9)
+            .collect();
+        let mut stuffed = vec![0f32; 400];
+        for (k, x) in narrow.iter().enumerate() {
+            stuffed[2 * k] = *x as f32;
+        }
+        let direct = |signal: &[f32], m: usize| -> f32 {
+            (0..TAPS)
+                .filter(|n| *n <= m)
+                .map(|n| taps[n] * signal[m - n])
+                .sum()
+        };
+        let mut wide = vec![0i16; 400];
+        Interpolator::new().process(&narrow, &mut wide);
+        for (m, out) in wide.iter().enumerate() {
+            assert!(
+                (*out as f32 - to_i16(2.0 * direct(&stuffed, m)) as f32).abs() <= 1.0,
+                "interpolator {m}"
+            );
+        }
+        let wide_f: Vec<f32> = wide.iter().map(|s| *s as f32).collect();
+        let mut back = vec![0i16; 200];
+        Decimator::new().process(&wide, &mut back);
+        for (k, out) in back.iter().enumerate() {
+            assert!(
+                (*out as f32 - to_i16(direct(&wide_f, 2 * k + 1)) as f32).abs() <= 1.0,
+                "decimator {k}"
+            );
+        }
     }
 
     #[test]
