@@ -122,6 +122,68 @@ fn mixer(c: &mut Criterion) {
     });
 }
 
+/// The whole per-call cost of one 20 ms period: a packet in (parse, jitter buffer), one frame
+/// out of the jitter buffer (decode, in-band DTMF detection), one packet out (cached prompt).
+fn session(c: &mut Criterion) {
+    use santral_media::prompt::{EncodedPrompt, PcmAudio, Playlist};
+    use santral_media::session::{MediaSession, SessionConfig};
+    use std::sync::Arc;
+    let start = Instant::now();
+    let config = |ssrc, port: u16| SessionConfig {
+        local_ssrc: ssrc,
+        codec: Codec::Pcmu,
+        payload_type: 0,
+        telephone_event_payload_type: Some(101),
+        remote_rtp: Some(([127, 0, 0, 1], port).into()),
+        remote_rtcp: None,
+        direction: santral_media::sdp::Direction::SendRecv,
+        symmetric_rtp: true,
+        inband_dtmf: true,
+        jitter: JitterConfig::default(),
+        initial_sequence: 0,
+        initial_timestamp: 0,
+        rtcp_interval: Duration::from_secs(3600),
+        media_timeout: Duration::from_secs(3600),
+    };
+    let samples = (0..1000 * FRAME_SAMPLES)
+        .map(|n| ((n as f32 * 0.05).sin() * 5000.0) as i16)
+        .collect();
+    let prompt = Arc::new(EncodedPrompt::encode(
+        "bench",
+        Codec::Pcmu,
+        &PcmAudio {
+            sample_rate: 8000,
+            samples,
+        },
+        None,
+    ));
+    let mut far = MediaSession::new(config(1, 7000), start);
+    let mut near = MediaSession::new(config(2, 7002), start);
+    near.play_music(Arc::clone(&prompt));
+    far.play_music(prompt);
+    let from_far: std::net::SocketAddr = ([127, 0, 0, 1], 7002).into();
+    let mut packet = [0u8; 512];
+    let mut tick = 0u64;
+    c.bench_function(
+        "media session: packet in + tick (decode, DTMF detect, send) per 20 ms",
+        |b| {
+            b.iter(|| {
+                tick += 1;
+                let now = start + Duration::from_millis(20 * tick);
+                let len = match far.tick(now) {
+                    Some(t) => {
+                        packet[..t.payload.len()].copy_from_slice(t.payload);
+                        t.payload.len()
+                    }
+                    None => 0,
+                };
+                let _ = near.handle_rtp(now, from_far, &packet[..len]);
+                black_box(near.tick(now).map(|t| t.payload.len()))
+            })
+        },
+    );
+}
+
 fn rtp_packet(sequence: u16) -> Vec<u8> {
     let mut bytes = vec![0x80, 0];
     bytes.extend_from_slice(&sequence.to_be_bytes());
