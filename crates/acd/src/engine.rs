@@ -687,7 +687,6 @@ impl Acd {
         match what {
             Pending::Logout => {
                 let queues = self.detach(a);
-                self.groups.note_logout(a, &self.agents[a].skills.clone());
                 self.set_status(a, AgentStatus::LoggedOut, StateReason::Logout, now);
                 self.check_leave_when_empty(queues, now);
             }
