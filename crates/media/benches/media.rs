@@ -125,7 +125,7 @@ fn mixer(c: &mut Criterion) {
 /// The whole per-call cost of one 20 ms period: a packet in (parse, jitter buffer), one frame
 /// out of the jitter buffer (decode, in-band DTMF detection), one packet out (cached prompt).
 fn session(c: &mut Criterion) {
-    use santral_media::prompt::{EncodedPrompt, PcmAudio, Playlist};
+    use santral_media::prompt::{EncodedPrompt, PcmAudio};
     use santral_media::session::{MediaSession, SessionConfig};
     use std::sync::Arc;
     let start = Instant::now();
@@ -304,6 +304,7 @@ criterion_group!(
     dtmf,
     jitter,
     mixer,
+    session,
     relay_in_memory,
     relay_over_loopback
 );
