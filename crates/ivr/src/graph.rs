@@ -24,6 +24,16 @@ fn labelled_edges(step: &Step) -> Vec<(String, String)> {
             out.push(("fail".to_owned(), m.on_failure.value.clone()));
             out
         }
+        Step::Switch(sw) => {
+            let mut out: Vec<(String, String)> = sw
+                .cases
+                .0
+                .iter()
+                .map(|(k, t)| (k.value.clone(), t.value.clone()))
+                .collect();
+            out.push(("default".to_owned(), sw.default.value.clone()));
+            out
+        }
         Step::Branch(b) => {
             let mut out: Vec<(String, String)> = b
                 .cases
@@ -70,7 +80,9 @@ pub fn render(flow: &Flow, format: GraphFormat) -> String {
                 let id = node_id(name);
                 let label = quote(&format!("{}: {}", name.value, step.value.kind()));
                 let shape = match step.value {
-                    Step::Menu(_) | Step::Branch(_) | Step::Hours(_) => format!("{{\"{label}\"}}"),
+                    Step::Menu(_) | Step::Branch(_) | Step::Switch(_) | Step::Hours(_) => {
+                        format!("{{\"{label}\"}}")
+                    }
                     Step::Hangup(_) | Step::Goto(_) => format!("([\"{label}\"])"),
                     _ => format!("[\"{label}\"]"),
                 };
@@ -103,7 +115,7 @@ pub fn render(flow: &Flow, format: GraphFormat) -> String {
             );
             for (name, step) in flow.def.steps.iter() {
                 let shape = match step.value {
-                    Step::Menu(_) | Step::Branch(_) | Step::Hours(_) => "diamond",
+                    Step::Menu(_) | Step::Branch(_) | Step::Switch(_) | Step::Hours(_) => "diamond",
                     Step::Hangup(_) | Step::Goto(_) => "oval",
                     _ => "box",
                 };

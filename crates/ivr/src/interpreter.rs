@@ -630,6 +630,17 @@ impl Call {
                 }
                 Next::Step(s.next.value.clone())
             }
+            Step::Switch(sw) => {
+                let value = self.render(&sw.value).text;
+                let target = sw
+                    .cases
+                    .0
+                    .iter()
+                    .find(|(k, _)| k.value == value)
+                    .map(|(_, t)| t)
+                    .unwrap_or(&sw.default);
+                Next::Step(target.value.clone())
+            }
             Step::Branch(b) => {
                 let set = Arc::clone(&self.set);
                 let target = b

@@ -122,6 +122,29 @@ impl JsonSchema for ChoiceMap {
     }
 }
 
+/// `switch` cases: a value → the step it leads to, in written order.
+#[derive(Debug, Clone, Default)]
+pub struct ValueCases(pub Vec<(Located<String>, StepRef)>);
+
+impl<'de> Deserialize<'de> for ValueCases {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        ChoiceMap::deserialize(deserializer).map(|c| ValueCases(c.0))
+    }
+}
+
+impl JsonSchema for ValueCases {
+    fn schema_name() -> Cow<'static, str> {
+        "ValueCases".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> schemars::Schema {
+        json_schema!({
+            "type": "object",
+            "description": "Value → step name.",
+            "additionalProperties": { "type": "string" },
+        })
+    }
+}
+
 /// What a step does. Written as `kind: { fields }`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -136,6 +159,8 @@ pub enum Step {
     Set(SetStep),
     /// Go to the first case whose condition holds.
     Branch(BranchStep),
+    /// Go to the step named for a variable's value (e.g. the caller's language).
+    Switch(SwitchStep),
     /// Business hours and holidays in a time zone: open or closed.
     Hours(HoursStep),
     /// Verify or fetch caller data, or change it (block a card), in the customer data.
@@ -168,6 +193,7 @@ impl Step {
             Step::Gather(_) => "gather",
             Step::Set(_) => "set",
             Step::Branch(_) => "branch",
+            Step::Switch(_) => "switch",
             Step::Hours(_) => "hours",
             Step::Lookup(_) => "lookup",
             Step::Http(_) => "http",
@@ -208,6 +234,12 @@ impl Step {
                 out.push(("on_failure", &s.on_failure));
             }
             Step::Set(s) => out.push(("next", &s.next)),
+            Step::Switch(s) => {
+                for (_, target) in &s.cases.0 {
+                    out.push(("case", target));
+                }
+                out.push(("default", &s.default));
+            }
             Step::Branch(s) => {
                 for case in &s.cases {
                     out.push(("case", &case.next));
@@ -360,6 +392,16 @@ pub struct SetStep {
 #[serde(deny_unknown_fields)]
 pub struct BranchStep {
     pub cases: Vec<Case>,
+    pub default: StepRef,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchStep {
+    /// The variable whose value picks the case (template allowed: "{call.language}").
+    pub value: Located<String>,
+    /// Value → step.
+    pub cases: ValueCases,
     pub default: StepRef,
 }
 
@@ -1016,8 +1058,8 @@ steps:
     fn schema_names_every_step_kind() {
         let schema = flow_schema().to_string();
         for kind in [
-            "play", "menu", "gather", "set", "branch", "hours", "lookup", "http", "queue",
-            "transfer", "record", "language", "survey", "tag", "goto", "hangup",
+            "play", "menu", "gather", "set", "branch", "switch", "hours", "lookup", "http",
+            "queue", "transfer", "record", "language", "survey", "tag", "goto", "hangup",
         ] {
             assert!(
                 schema.contains(&format!("\"{kind}\"")),

@@ -217,6 +217,21 @@ impl Validator<'_> {
                     }
                 }
             }
+            Step::Switch(sw) => {
+                let mut seen: BTreeMap<&str, Position> = BTreeMap::new();
+                for (key, _) in &sw.cases.0 {
+                    if let Some(first) = seen.insert(&key.value, key.position) {
+                        self.error(
+                            flow,
+                            key.position,
+                            format!(
+                                "duplicate case `{}` (first used at line {})",
+                                key.value, first.line
+                            ),
+                        );
+                    }
+                }
+            }
             Step::Branch(b) => {
                 for case in &b.cases {
                     for p in condition::patterns(&case.when) {
@@ -735,6 +750,7 @@ fn templates_of(step: &Step) -> Vec<(&str, Position)> {
             }
         }
         Step::Transfer(t) => add(&mut out, &t.to),
+        Step::Switch(sw) => add(&mut out, &sw.value),
         Step::Queue(q) => q.language.iter().for_each(|l| add(&mut out, l)),
         _ => {}
     }

@@ -1031,3 +1031,38 @@ fn a_loop_that_never_waits_is_cut_short_at_run_time() {
     let n: usize = call.variables()["n"].text.parse().expect("number");
     assert_eq!(n, santral_ivr::interpreter::MAX_STEPS_PER_EVENT / 2);
 }
+
+const SWITCH: &str = r##"
+start: pick
+steps:
+  pick:
+    switch:
+      value: "{call.language}"
+      cases: { en: english, tr: turkish }
+      default: other
+  english:
+    hangup: { reason: english }
+  turkish:
+    hangup: { reason: turkish }
+  other:
+    hangup: { reason: other }
+"##;
+
+#[test]
+fn switch_picks_the_step_named_for_a_value() {
+    let mut h = Harness::new(&[("main", SWITCH)], "main");
+    assert_eq!(
+        h.send(Event::Answered),
+        vec![Command::Hangup {
+            reason: "turkish".into()
+        }]
+    );
+    let flow = SWITCH.replace("tr: turkish", "fr: turkish");
+    let mut h = Harness::new(&[("main", &flow)], "main");
+    assert_eq!(
+        h.send(Event::Answered),
+        vec![Command::Hangup {
+            reason: "other".into()
+        }]
+    );
+}
