@@ -203,6 +203,7 @@ struct Settings {
     flows_dir: PathBuf,
     prompts_dir: PathBuf,
     default_language: String,
+    hotlines: Vec<crate::config::Hotline>,
 }
 
 impl Settings {
@@ -217,18 +218,36 @@ impl Settings {
             flows_dir: config.flows.dir.clone(),
             prompts_dir: config.prompts.dir.clone(),
             default_language: config.prompts.default_language.clone(),
+            hotlines: config.hotlines.clone(),
         })
     }
 }
 
 fn check(paths: Vec<PathBuf>, common: &Common) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(common)?;
-    let paths = if paths.is_empty() {
+    let whole_directory = paths.is_empty();
+    let paths = if whole_directory {
         vec![settings.flows_dir.clone()]
     } else {
         paths
     };
-    let (problems, flows) = FlowSet::check_paths(&paths, &settings.ctx);
+    let (mut problems, flows) = FlowSet::check_paths(&paths, &settings.ctx);
+    if whole_directory {
+        // Every hotline must start in a flow that exists.
+        for hotline in &settings.hotlines {
+            let file = settings.flows_dir.join(format!("{}.yaml", hotline.flow));
+            if !file.is_file() {
+                problems.push(santral_ivr::Diagnostic::error(
+                    &file.display().to_string(),
+                    santral_ivr::Position::UNKNOWN,
+                    format!(
+                        "hotline {} starts in flow `{}`, which does not exist",
+                        hotline.number, hotline.flow
+                    ),
+                ));
+            }
+        }
+    }
     for p in &problems {
         println!("{p}");
     }
