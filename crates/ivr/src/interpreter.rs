@@ -1016,9 +1016,8 @@ impl Call {
         let pattern_ok = gather.pattern.as_ref().is_none_or(|p| {
             use crate::condition::RegexCache;
             self.set
-                .regex(p)
-                .and_then(|re| re.find(&digits))
-                .is_some_and(|m| m.start() == 0 && m.end() == digits.len())
+                .regex(&crate::validator::whole_input_pattern(p))
+                .is_some_and(|re| re.is_match(&digits))
         });
         let luhn_ok = !gather.luhn || luhn_valid(&digits);
         if digits.is_empty() {

@@ -408,6 +408,11 @@ impl Validator<'_> {
         {
             Ok(re) => {
                 self.regexes.insert(pattern.value.clone(), re);
+                // Gather patterns must match the whole input.
+                let whole = whole_input_pattern(&pattern.value);
+                if let Ok(anchored) = regex::RegexBuilder::new(&whole).size_limit(1 << 20).build() {
+                    self.regexes.insert(whole, anchored);
+                }
             }
             Err(e) => {
                 let text = e.to_string();
@@ -696,6 +701,11 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+/// The regex text that matches `pattern` against a whole input.
+pub fn whole_input_pattern(pattern: &str) -> String {
+    format!("^(?:{pattern})$")
 }
 
 fn builtin_set() -> BTreeSet<String> {

@@ -1066,3 +1066,24 @@ fn switch_picks_the_step_named_for_a_value() {
         }]
     );
 }
+
+#[test]
+fn gather_patterns_match_the_whole_input() {
+    let flow = GATHER.replace("pattern: \"[0-9]+\"", "pattern: \"1|12345\"");
+    assert!(flow.contains("1|12345"));
+    let mut h = Harness::new(&[("main", &flow)], "main");
+    h.send(Event::Answered);
+    for k in "12345#".chars() {
+        h.send(Event::Digit(k));
+    }
+    assert!(
+        h.call.is_finished(),
+        "12345 matches the second alternative as a whole"
+    );
+    let mut h = Harness::new(&[("main", &flow)], "main");
+    h.send(Event::Answered);
+    for k in "1234#".chars() {
+        h.send(Event::Digit(k));
+    }
+    assert!(!h.call.is_finished(), "1234 only starts with a match");
+}
