@@ -213,3 +213,62 @@ impl Groups {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requirement_matches_levels_alternatives_and_languages() {
+        let req = Requirement {
+            alternatives: vec![vec![(1, 5), (2, 3)], vec![(7, 2)]],
+            languages: vec![4, 3],
+        }
+        .normalize();
+        assert_eq!(req.languages, [3, 4]);
+        assert!(req.matches(&[(1, 5), (2, 3)], &[3]));
+        assert!(!req.matches(&[(1, 4), (2, 9)], &[3]), "level 4 < 5");
+        assert!(!req.matches(&[(1, 5), (2, 3)], &[9]), "language");
+        assert!(req.matches(&[(7, 2)], &[4]), "alternative set");
+        assert_eq!(req.skill_score(&[(1, 6), (2, 4), (7, 9)]), 10);
+    }
+
+    #[test]
+    fn normalize_merges_duplicate_skills_to_the_highest_minimum() {
+        let a = Requirement {
+            alternatives: vec![vec![(2, 1), (1, 3), (2, 6)]],
+            languages: vec![],
+        }
+        .normalize();
+        assert_eq!(a.alternatives, [vec![(1, 3), (2, 6)]]);
+        let b = Requirement {
+            alternatives: vec![vec![(2, 6), (1, 3)]],
+            languages: vec![],
+        }
+        .normalize();
+        assert_eq!(a, b);
+        let open = Requirement {
+            alternatives: vec![vec![]],
+            languages: vec![],
+        };
+        assert!(open.matches(&[], &[]));
+    }
+
+    #[test]
+    fn groups_are_found_by_skill() {
+        let mut groups = Groups::default();
+        groups.note_login(0, &[(1, 5)]);
+        groups.note_login(1, &[(2, 5)]);
+        let skills = |a: AgentIx| if a == 0 { vec![(1, 5)] } else { vec![(2, 5)] };
+        let req = Requirement {
+            alternatives: vec![vec![(1, 3)]],
+            languages: vec![],
+        };
+        let (g, members) = groups.get_or_create(0, req.clone(), |a, r| r.matches(&skills(a), &[]));
+        assert_eq!(members, [0]);
+        let (again, none) = groups.get_or_create(0, req, |_, _| true);
+        assert_eq!((again, none.len()), (g, 0));
+        assert_eq!(groups.matching(&[(1, 9)], &[]), [g]);
+        assert!(groups.matching(&[(2, 9)], &[]).is_empty());
+    }
+}
