@@ -812,3 +812,11 @@ fn agent_statistics_per_interval() {
     assert_eq!(intervals[&1].talk, Duration::from_secs(60));
     assert_eq!(intervals[&1].wrap_up, Duration::from_secs(10));
 }
+
+#[test]
+fn engine_can_move_into_a_task() {
+    fn assert_send<T: Send + 'static>() {}
+    assert_send::<Acd>();
+    assert_send::<Output>();
+    assert_send::<Input>();
+}
