@@ -196,13 +196,10 @@ impl G722Encoder {
         // Low band: SUBTRA, QUANTL, INVQAL, LOGSCL, SCALEL.
         let el = saturate(x_low - self.low.s);
         let magnitude = if el >= 0 { el } else { -(el + 1) };
-        let mut level = 1;
-        while level < 30 {
-            if magnitude < (Q6[level] * self.low.det) >> 12 {
-                break;
-            }
-            level += 1;
-        }
+        // First level whose decision threshold exceeds the error (30 if none): the thresholds
+        // grow with the level, so a binary search finds the same level as a linear scan.
+        let det = self.low.det;
+        let level = 1 + Q6[1..30].partition_point(|&q| magnitude >= (q * det) >> 12);
         let ilow = if el < 0 { ILN[level] } else { ILP[level] };
         let ril = (ilow >> 2) as usize;
         let dlow = (self.low.det * QM4[ril]) >> 15;
