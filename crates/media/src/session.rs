@@ -443,6 +443,13 @@ impl MediaSession {
             return Ok(());
         }
         if header.payload_type == COMFORT_NOISE_PT {
+            // RFC 3389 silence: part of the stream's numbering, plays as quiet, is not loss.
+            if self.remote_ssrc == Some(header.ssrc) {
+                self.reception
+                    .on_untimed_packet(header.ssrc, header.sequence_number);
+                self.jitter
+                    .push_untimed(header.sequence_number, header.payload_type);
+            }
             return Ok(());
         }
         if header.payload_type != self.config.payload_type {

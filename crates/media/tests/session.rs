@@ -456,3 +456,65 @@ fn marker_bit_flags_stream_start_and_new_prompts_only() {
     }
     assert_eq!(markers, [true, false, false, true, false, false]);
 }
+
+#[test]
+fn comfort_noise_packets_are_silence_not_loss() {
+    let mut pair = Pair::new(Some(101));
+    for _ in 0..5 {
+        pair.step();
+    }
+    // A sends three RFC 3389 CN packets in its sequence space instead of audio.
+    let mut sequence = 0;
+    for _ in 0..3 {
+        pair.now += Duration::from_millis(20);
+        let packet = pair
+            .a
+            .tick(pair.now)
+            .map(|t| t.payload.to_vec())
+            .unwrap_or_default();
+        sequence = u16::from_be_bytes([packet[2], packet[3]]);
+        let mut cn = packet[..12].to_vec();
+        cn[1] = 13;
+        cn.push(60); // noise level −60 dBov
+        assert_eq!(pair.b.handle_rtp(pair.now, pair.a_addr, &cn), Ok(()));
+        let _ = pair.b.tick(pair.now);
+    }
+    assert!(sequence > 0);
+    for _ in 0..5 {
+        pair.step();
+    }
+    assert_eq!(pair.b.quality().packets_lost, 0);
+    assert_eq!(pair.b.jitter_stats().lost, 0);
+}
+
+#[test]
+fn a_prompt_cached_in_another_codec_is_encoded_on_the_fly() {
+    let mut pair = Pair::new(Some(101));
+    // The session speaks PCMU; this prompt was cached as PCMA.
+    let samples: Vec<i16> = (0..20 * FRAME_SAMPLES)
+        .map(|n| (6000.0 * (n as f64 * 0.3).sin()) as i16)
+        .collect();
+    let alaw = Arc::new(EncodedPrompt::encode(
+        "alaw",
+        Codec::Pcma,
+        &PcmAudio {
+            sample_rate: 8000,
+            samples,
+        },
+        None,
+    ));
+    pair.a.play(Playlist::new(vec![Arc::clone(&alaw)]), false);
+    let mut heard = Vec::new();
+    for _ in 0..25 {
+        let (_, b_heard) = pair.step();
+        heard.extend(b_heard);
+    }
+    let expected: Vec<i16> = alaw.pcm()[..320]
+        .iter()
+        .map(|&s| santral_media::g711::ulaw_decode(santral_media::g711::ulaw_encode(s)))
+        .collect();
+    assert!(
+        heard.windows(320).any(|w| w == &expected[..]),
+        "PCM path re-encoded in µ-law"
+    );
+}
