@@ -38,6 +38,35 @@ pub fn parse_date(text: &str) -> Result<Date, HoursError> {
         .map_err(|_| HoursError::Date(text.to_owned()))
 }
 
+/// A closed day: one date (`2026-10-29`) or the same day every year (`10-29`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClosedDay {
+    Once(Date),
+    Yearly { month: i8, day: i8 },
+}
+
+impl ClosedDay {
+    pub fn parse(text: &str) -> Result<ClosedDay, HoursError> {
+        let err = || HoursError::Date(text.to_owned());
+        if text.len() == 5 {
+            let (m, d) = text.split_once('-').ok_or_else(err)?;
+            let month: i8 = m.parse().map_err(|_| err())?;
+            let day: i8 = d.parse().map_err(|_| err())?;
+            // 2024 is a leap year, so 02-29 is accepted.
+            Date::new(2024, month, day).map_err(|_| err())?;
+            return Ok(ClosedDay::Yearly { month, day });
+        }
+        parse_date(text).map(ClosedDay::Once)
+    }
+
+    pub fn is(&self, date: Date) -> bool {
+        match *self {
+            ClosedDay::Once(d) => d == date,
+            ClosedDay::Yearly { month, day } => date.month() == month && date.day() == day,
+        }
+    }
+}
+
 pub fn time_zone(name: &str) -> Result<TimeZone, HoursError> {
     TimeZone::get(name).map_err(|_| HoursError::TimeZone(name.to_owned()))
 }
@@ -76,7 +105,7 @@ pub fn check(step: &HoursStep) -> Vec<(crate::Position, HoursError)> {
         }
     }
     for holiday in &step.closed {
-        if let Err(e) = parse_date(&holiday.date) {
+        if let Err(e) = ClosedDay::parse(&holiday.date) {
             problems.push((holiday.date.position, e));
         }
     }
@@ -90,7 +119,7 @@ pub fn is_open(step: &HoursStep, at: &Zoned) -> Result<bool, HoursError> {
     let local = at.with_time_zone(tz);
     let date = local.date();
     for holiday in &step.closed {
-        if parse_date(&holiday.date)? == date {
+        if ClosedDay::parse(&holiday.date)?.is(date) {
             return Ok(false);
         }
     }
@@ -130,10 +159,16 @@ mod tests {
                 from: Located::synthetic("09:00".into()),
                 to: Located::synthetic("18:00".into()),
             }],
-            closed: vec![Holiday {
-                date: Located::synthetic("2026-10-29".into()),
-                name: None,
-            }],
+            closed: vec![
+                Holiday {
+                    date: Located::synthetic("2026-10-29".into()),
+                    name: None,
+                },
+                Holiday {
+                    date: Located::synthetic("04-23".into()),
+                    name: Some("National Sovereignty and Children's Day".into()),
+                },
+            ],
             on_open: Located::synthetic("a".into()),
             on_closed: Located::synthetic("b".into()),
         }
@@ -171,6 +206,27 @@ mod tests {
             is_open(&s, &at("2026-10-29T12:00:00+03:00[Europe/Istanbul]")),
             Ok(false)
         );
+    }
+
+    #[test]
+    fn yearly_holidays_close_every_year() {
+        let s = step();
+        // 2026-04-23 is a Thursday, 2027-04-23 a Friday.
+        assert_eq!(
+            is_open(&s, &at("2026-04-23T12:00:00+03:00[Europe/Istanbul]")),
+            Ok(false)
+        );
+        assert_eq!(
+            is_open(&s, &at("2027-04-23T12:00:00+03:00[Europe/Istanbul]")),
+            Ok(false)
+        );
+        assert_eq!(
+            is_open(&s, &at("2027-04-22T12:00:00+03:00[Europe/Istanbul]")),
+            Ok(true)
+        );
+        assert!(ClosedDay::parse("02-29").is_ok());
+        assert!(ClosedDay::parse("02-30").is_err());
+        assert!(ClosedDay::parse("13-01").is_err());
     }
 
     #[test]

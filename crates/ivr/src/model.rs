@@ -458,7 +458,8 @@ pub struct HoursStep {
     pub timezone: Located<String>,
     /// Weekly opening hours; open when any entry matches.
     pub weekly: Vec<OpeningHours>,
-    /// Holidays: closed all day on these dates (YYYY-MM-DD), whatever `weekly` says.
+    /// Holidays: closed all day on these dates (YYYY-MM-DD, or MM-DD for every year),
+    /// whatever `weekly` says.
     #[serde(default)]
     pub closed: Vec<Holiday>,
     pub on_open: StepRef,
