@@ -518,3 +518,29 @@ fn a_prompt_cached_in_another_codec_is_encoded_on_the_fly() {
         "PCM path re-encoded in µ-law"
     );
 }
+
+proptest::proptest! {
+    /// Arbitrary datagrams on the RTP and RTCP sockets never panic a session, and valid-looking
+    /// RTP headers with arbitrary payloads are handled or refused with an error.
+    #[test]
+    fn arbitrary_datagrams_never_panic(
+        datagrams in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..300), 1..40),
+        rtp_like in proptest::collection::vec((proptest::num::u8::ANY, proptest::num::u16::ANY, proptest::collection::vec(proptest::num::u8::ANY, 0..200)), 1..40),
+    ) {
+        let mut pair = Pair::new(Some(101));
+        let from = pair.a_addr;
+        for datagram in &datagrams {
+            let _ = pair.b.handle_rtp(pair.now, from, datagram);
+            let _ = pair.b.handle_rtcp(pair.now, from, datagram);
+        }
+        for (payload_type, sequence, payload) in &rtp_like {
+            let mut packet = vec![0x80, payload_type & 0x7F];
+            packet.extend_from_slice(&sequence.to_be_bytes());
+            packet.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0x0A]);
+            packet.extend_from_slice(payload);
+            let _ = pair.b.handle_rtp(pair.now, from, &packet);
+            pair.now += Duration::from_millis(20);
+            let _ = pair.b.tick(pair.now);
+        }
+    }
+}
