@@ -41,7 +41,7 @@ count=0
 while IFS=$'\t' read -r name lang text; do
   voice="${VOICE[$lang]:-$lang}"
   mkdir -p "$lang"
-  espeak-ng -v "$voice" -s 155 -w "$tmp/raw.wav" "$text"
+  espeak-ng -v "$voice" -s 170 -w "$tmp/raw.wav" "$text"
   sox "$tmp/raw.wav" -r 8000 -c 1 -b 16 -e signed-integer "$lang/$name.wav" \
     silence 1 0.02 0.5% reverse silence 1 0.02 0.5% reverse pad 0.05 0.1
   count=$((count + 1))
