@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates prompts/<language>/<name>.wav from prompts/prompts.yaml with espeak-ng and sox:
-# 8 kHz, mono, 16-bit PCM WAV, trimmed of leading/trailing silence.
+# 8 kHz, mono, 16-bit PCM WAV, trimmed of leading/trailing silence; no dither, so reruns
+# give byte-identical files.
 # Usage: prompts/generate.sh            (every prompt)
 #        prompts/generate.sh welcome    (only the named prompts)
 set -euo pipefail
@@ -42,7 +43,7 @@ while IFS=$'\t' read -r name lang text; do
   voice="${VOICE[$lang]:-$lang}"
   mkdir -p "$lang"
   espeak-ng -v "$voice" -s 170 -w "$tmp/raw.wav" "$text"
-  sox "$tmp/raw.wav" -r 8000 -c 1 -b 16 -e signed-integer "$lang/$name.wav" \
+  sox -D "$tmp/raw.wav" -r 8000 -c 1 -b 16 -e signed-integer "$lang/$name.wav" \
     silence 1 0.02 0.5% reverse silence 1 0.02 0.5% reverse pad 0.05 0.1
   count=$((count + 1))
 done < "$tmp/list"
