@@ -128,6 +128,7 @@ pub async fn run_session(
     let mut rtp_buffer = [0u8; 2048];
     let mut rtcp_buffer = [0u8; 2048];
     let mut say_goodbye = true;
+    let mut last_tick = *ticks.borrow_and_update();
     loop {
         tokio::select! {
             received = sockets.rtp.recv_from(&mut rtp_buffer) => {
@@ -148,15 +149,18 @@ pub async fn run_session(
                 if changed.is_err() {
                     break;
                 }
+                let due = ticks_due(&mut ticks, &mut last_tick);
                 let now = Instant::now();
-                if let Some(transmit) = session.tick(now)
-                    && let Err(error) = sockets.rtp.send_to(transmit.payload, transmit.destination).await
-                {
-                    debug!(%error, "RTP send failed");
-                }
-                if let Some(tap) = &audio_tap {
-                    // A slow consumer loses frames rather than stalling the media.
-                    let _ = tap.try_send(TickAudio { received: *session.received_frame(), sent: *session.sent_frame() });
+                for _ in 0..due {
+                    if let Some(transmit) = session.tick(now)
+                        && let Err(error) = sockets.rtp.send_to(transmit.payload, transmit.destination).await
+                    {
+                        debug!(%error, "RTP send failed");
+                    }
+                    if let Some(tap) = &audio_tap {
+                        // A slow consumer loses frames rather than stalling the media.
+                        let _ = tap.try_send(TickAudio { received: *session.received_frame(), sent: *session.sent_frame() });
+                    }
                 }
                 if let Some(transmit) = session.poll_rtcp(now) {
                     let _ = sockets.rtcp.send_to(transmit.payload, transmit.destination).await;
@@ -207,6 +211,18 @@ pub async fn run_session(
     }
 }
 
+/// Most frames a session catches up in one wake-up after its task was delayed.
+const MAX_CATCH_UP_TICKS: u64 = 5;
+
+/// How many 20 ms periods passed since the last wake-up (the pacer publishes tick numbers; a
+/// task that was late sees several at once and must not fall behind the far end's clock).
+fn ticks_due(ticks: &mut watch::Receiver<u64>, last_tick: &mut u64) -> u64 {
+    let tick = *ticks.borrow_and_update();
+    let due = tick.saturating_sub(*last_tick).clamp(1, MAX_CATCH_UP_TICKS);
+    *last_tick = tick;
+    due
+}
+
 /// Which leg of a bridge an event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BridgeLeg {
@@ -233,6 +249,7 @@ pub async fn run_bridge(
     agent.go_live();
     let mut caller_buffer = [0u8; 2048];
     let mut agent_buffer = [0u8; 2048];
+    let mut last_tick = *ticks.borrow_and_update();
     let mut caller_rtcp_buffer = [0u8; 2048];
     let mut agent_rtcp_buffer = [0u8; 2048];
     loop {
@@ -261,19 +278,22 @@ pub async fn run_bridge(
                 if changed.is_err() {
                     break;
                 }
+                let due = ticks_due(&mut ticks, &mut last_tick);
                 let now = Instant::now();
-                let heard_from_agent = *agent.received_frame();
-                let heard_from_caller = *caller.received_frame();
-                caller.set_live_frame(&heard_from_agent);
-                agent.set_live_frame(&heard_from_caller);
-                if let Some(transmit) = caller.tick(now) {
-                    let _ = caller_sockets.rtp.send_to(transmit.payload, transmit.destination).await;
-                }
-                if let Some(transmit) = agent.tick(now) {
-                    let _ = agent_sockets.rtp.send_to(transmit.payload, transmit.destination).await;
-                }
-                if let Some(tap) = &audio_tap {
-                    let _ = tap.try_send(TickAudio { received: *caller.received_frame(), sent: *agent.received_frame() });
+                for _ in 0..due {
+                    let heard_from_agent = *agent.received_frame();
+                    let heard_from_caller = *caller.received_frame();
+                    caller.set_live_frame(&heard_from_agent);
+                    agent.set_live_frame(&heard_from_caller);
+                    if let Some(transmit) = caller.tick(now) {
+                        let _ = caller_sockets.rtp.send_to(transmit.payload, transmit.destination).await;
+                    }
+                    if let Some(transmit) = agent.tick(now) {
+                        let _ = agent_sockets.rtp.send_to(transmit.payload, transmit.destination).await;
+                    }
+                    if let Some(tap) = &audio_tap {
+                        let _ = tap.try_send(TickAudio { received: *caller.received_frame(), sent: *agent.received_frame() });
+                    }
                 }
                 if let Some(transmit) = caller.poll_rtcp(now) {
                     let _ = caller_sockets.rtcp.send_to(transmit.payload, transmit.destination).await;
