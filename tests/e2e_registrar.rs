@@ -119,18 +119,14 @@ fn sipp(scenario: &str, transport: &str, server_port: u16, extra: &[&str]) -> (b
     (status.is_some_and(|s| s.success()), output)
 }
 
-#[test]
-fn registrar_over_sipp() {
-    let version = Command::new("sipp").arg("-v").output();
-    assert!(
-        version.is_ok(),
-        "sipp is missing: install it (Debian package sip-tester) to run the end-to-end tests"
-    );
-
+/// Starts `santral serve` on free loopback ports (UDP and TCP) and waits for both listeners.
+fn start_server(tag: &str) -> (Server, u16, u16) {
     let udp = free_udp_port();
     let tcp = free_tcp_port();
-    let config =
-        std::env::temp_dir().join(format!("santral-e2e-registrar-{}.yaml", std::process::id()));
+    let config = std::env::temp_dir().join(format!(
+        "santral-e2e-registrar-{tag}-{}.yaml",
+        std::process::id()
+    ));
     std::fs::write(
         &config,
         format!(
@@ -138,7 +134,6 @@ fn registrar_over_sipp() {
         ),
     )
     .expect("write temp config");
-
     let mut child = Command::new(env!("CARGO_BIN_EXE_santral"))
         .args(["serve", "--config"])
         .arg(&config)
@@ -168,9 +163,80 @@ fn registrar_over_sipp() {
         "server did not report both listeners: {:?}",
         server.seen
     );
+    let _ = std::fs::remove_file(&config);
+    (server, udp, tcp)
+}
+
+/// baresip (a real phone stack) registers with digest and unregisters when it quits.
+#[test]
+fn baresip_registers_and_unregisters() {
+    let version = Command::new("baresip").arg("-h").output();
+    assert!(
+        version.is_ok(),
+        "baresip is missing: install it (Debian package baresip) to run the end-to-end tests"
+    );
+    let (mut server, udp, _tcp) = start_server("baresip");
+    let phone_port = free_udp_port();
+    let dir = std::env::temp_dir().join(format!("santral-e2e-baresip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("baresip config dir");
+    // Loopback only: baresip listens on 127.0.0.1 and talks to nothing but the server.
+    std::fs::write(
+        dir.join("config"),
+        format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{phone_port}\nsip_transports udp\n\
+module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule_app account.so\n\
+audio_player aufile,/dev/null\naudio_source aufile,/dev/null\n"
+        ),
+    )
+    .expect("baresip config");
+    std::fs::write(
+        dir.join("accounts"),
+        format!("<sip:2001@127.0.0.1:{udp};transport=udp>;auth_pass=secret2001;regint=60\n"),
+    )
+    .expect("baresip accounts");
+    let mut phone = Command::new("baresip")
+        .arg("-f")
+        .arg(&dir)
+        .args(["-t", "3"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start baresip");
+    let status = wait_bounded(&mut phone, Duration::from_secs(20));
+    let mut output = String::new();
+    if let Some(mut out) = phone.stdout.take() {
+        let _ = std::io::Read::read_to_string(&mut out, &mut output);
+    }
+    assert!(status.is_some(), "baresip did not quit in time");
+    assert!(output.contains("200 OK"), "baresip registration: {output}");
+    assert!(
+        server.wait_for_log("user=2001 contacts=1", Duration::from_secs(5)),
+        "registered: {:?}",
+        server.seen
+    );
+    assert!(
+        server.wait_for_log("user=2001 contacts=0", Duration::from_secs(5)),
+        "unregistered on exit: {:?}",
+        server.seen
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn registrar_over_sipp() {
+    let version = Command::new("sipp").arg("-v").output();
+    assert!(
+        version.is_ok(),
+        "sipp is missing: install it (Debian package sip-tester) to run the end-to-end tests"
+    );
+
+    let (mut server, udp, tcp) = start_server("sipp");
 
     let (ok, out) = sipp("options.xml", "u1", udp, &["-s", "2001"]);
     assert!(ok, "OPTIONS over UDP: {out}");
+    let (ok, out) = sipp("options.xml", "t1", tcp, &["-s", "2001"]);
+    assert!(ok, "OPTIONS over TCP: {out}");
 
     let (ok, out) = sipp(
         "register.xml",
@@ -227,5 +293,4 @@ fn registrar_over_sipp() {
         Some(0),
         "serve exits 0 on SIGTERM"
     );
-    let _ = std::fs::remove_file(&config);
 }

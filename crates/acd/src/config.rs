@@ -255,9 +255,26 @@ fn check_level(level: u8, what: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// The longest duration any setting may have (ten years), so time arithmetic cannot overflow.
+pub const MAX_SECS: u64 = 10 * 365 * 86_400;
+
+fn check_secs(value: u64, what: &str) -> Result<(), ConfigError> {
+    if value <= MAX_SECS {
+        Ok(())
+    } else {
+        Err(ConfigError::TooLong {
+            what: what.to_owned(),
+            secs: value,
+        })
+    }
+}
+
 impl AcdConfig {
-    /// Checks names, levels and references; the engine only accepts a validated config.
+    /// Checks names, levels, durations and references; the engine only accepts a validated
+    /// config.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        check_secs(self.retry_delay_secs, "retry_delay_secs")?;
+        check_secs(self.interval_secs, "interval_secs")?;
         let mut names = std::collections::HashSet::new();
         for q in &self.queues {
             if q.name.is_empty() {
@@ -271,6 +288,17 @@ impl AcdConfig {
             }
             for s in &q.skills {
                 check_level(s.min_level, &format!("queue {} skill {}", q.name, s.skill))?;
+            }
+            for (value, what) in [
+                (q.wrap_up_secs, "wrap_up_secs"),
+                (q.ring_timeout_secs, "ring_timeout_secs"),
+                (q.service_level_secs, "service_level_secs"),
+                (q.short_abandon_secs, "short_abandon_secs"),
+                (q.max_wait_secs.unwrap_or(0), "max_wait_secs"),
+                (q.announce_every_secs.unwrap_or(0), "announce_every_secs"),
+                (q.default_handle_secs, "default_handle_secs"),
+            ] {
+                check_secs(value, &format!("queue {} {what}", q.name))?;
             }
             if !(q.weight.is_finite() && q.weight > 0.0) {
                 return Err(ConfigError::Weight {
@@ -295,6 +323,10 @@ impl AcdConfig {
                     });
                 }
                 last = step.after_secs;
+                check_secs(
+                    step.after_secs,
+                    &format!("queue {} escalation after_secs", q.name),
+                )?;
                 for (skill, level) in &step.relax {
                     check_level(*level, &format!("queue {} relax {skill}", q.name))?;
                 }

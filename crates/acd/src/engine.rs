@@ -262,6 +262,11 @@ impl Acd {
 
     /// Applies one input. On error nothing changed.
     pub fn handle(&mut self, input: Input, now: Instant) -> Result<(), AcdError> {
+        let span = match input.call() {
+            Some(call) => tracing::debug_span!("acd", call = %call),
+            None => tracing::Span::none(),
+        };
+        let _entered = span.enter();
         let result = self.apply(input, now);
         self.route(now);
         result
@@ -1869,5 +1874,5 @@ pub fn expected_wait(position: usize, staffed: usize, handle_time: Duration) -> 
         return None;
     }
     let secs = position as f64 * handle_time.as_secs_f64() / staffed as f64;
-    Some(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).ok()
 }

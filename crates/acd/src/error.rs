@@ -22,6 +22,8 @@ pub enum ConfigError {
     EscalationOrder { queue: String },
     #[error("queue {queue:?}: overflow target {target:?} is not another configured queue")]
     UnknownOverflow { queue: String, target: String },
+    #[error("{what}: {secs} s is longer than ten years")]
+    TooLong { what: String, secs: u64 },
     #[error("interval_secs must be above 0")]
     ZeroInterval,
 }

@@ -118,3 +118,21 @@ pub enum Input {
         call: CallId,
     },
 }
+
+impl Input {
+    /// The call this input is about, if any (for the per-call tracing span).
+    pub fn call(&self) -> Option<CallId> {
+        match self {
+            Input::CallJoin(join) => Some(join.call),
+            Input::CallerHungUp { call }
+            | Input::OfferAnswered { call, .. }
+            | Input::OfferRejected { call, .. }
+            | Input::OfferTimedOut { call, .. }
+            | Input::CallEnded { call }
+            | Input::CallbackRequested { call }
+            | Input::CallbackConnected { call }
+            | Input::CallbackFailed { call } => Some(*call),
+            _ => None,
+        }
+    }
+}

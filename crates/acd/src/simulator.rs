@@ -64,7 +64,7 @@ pub struct SimulationReport {
 
 #[derive(Debug, Error, PartialEq)]
 pub enum SimulationError {
-    #[error("{0} must be a positive, finite number")]
+    #[error("{0} must be a positive, finite number (hours at most 1,000,000)")]
     NotPositive(&'static str),
     #[error("at least one agent is needed")]
     NoAgents,
@@ -97,7 +97,7 @@ pub fn simulate(
     if !positive(params.calls_per_hour) {
         return Err(SimulationError::NotPositive("rate"));
     }
-    if !positive(params.hours) {
+    if !positive(params.hours) || params.hours > 1e6 {
         return Err(SimulationError::NotPositive("hours"));
     }
     if params.handle.mean().is_zero() {
@@ -237,4 +237,99 @@ pub fn simulate(
         occupancy: (occupancy_count > 0).then(|| occupancy_sum / f64::from(occupancy_count)),
         average_handle_time: totals.average_handle_time(),
     })
+}
+
+/// A command-line value that does not parse.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct ParseError(String);
+
+/// Parses an arrival rate: `120/h`, `2/m`, `0.5/s` or a bare number of calls per hour.
+pub fn parse_rate(text: &str) -> Result<f64, ParseError> {
+    let (number, per) = text.split_once('/').unwrap_or((text, "h"));
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| ParseError(format!("rate {text:?}: expected a number like 120/h")))?;
+    let factor = match per.trim() {
+        "h" | "hour" => 1.0,
+        "m" | "min" => 60.0,
+        "s" | "sec" => 3600.0,
+        other => {
+            return Err(ParseError(format!(
+                "rate {text:?}: unknown unit {other:?} (use /h, /m or /s)"
+            )));
+        }
+    };
+    let rate = value * factor;
+    if rate.is_finite() && rate > 0.0 {
+        Ok(rate)
+    } else {
+        Err(ParseError(format!("rate {text:?} must be above 0")))
+    }
+}
+
+/// Parses a duration: `180s`, `3m`, `1.5h`, `250ms` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, ParseError> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| ParseError(format!("duration {text:?}: expected a number like 180s")))?;
+    let secs = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(ParseError(format!(
+                "duration {text:?}: unknown unit {other:?}"
+            )));
+        }
+    };
+    if secs.is_finite() && (0.0..1e9).contains(&secs) {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err(ParseError(format!("duration {text:?} is out of range")))
+    }
+}
+
+/// Parses a service-level target `80/20` (80 % within 20 s); returns (percent, seconds).
+pub fn parse_target(text: &str) -> Result<(f64, Duration), ParseError> {
+    let err = || {
+        ParseError(format!(
+            "target {text:?}: expected PERCENT/SECONDS like 80/20"
+        ))
+    };
+    let (percent, secs) = text.split_once('/').ok_or_else(err)?;
+    let percent: f64 = percent.trim().parse().map_err(|_| err())?;
+    if !(0.0..=100.0).contains(&percent) {
+        return Err(err());
+    }
+    Ok((percent, parse_duration(secs)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_command_line_values() {
+        assert_eq!(parse_rate("120/h"), Ok(120.0));
+        assert_eq!(parse_rate("2/m"), Ok(120.0));
+        assert_eq!(parse_rate("90"), Ok(90.0));
+        assert!(parse_rate("x/h").is_err());
+        assert!(parse_rate("5/d").is_err());
+        assert!(parse_rate("-1/h").is_err());
+        assert_eq!(parse_duration("180s"), Ok(Duration::from_secs(180)));
+        assert_eq!(parse_duration("3m"), Ok(Duration::from_secs(180)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("3 weeks").is_err());
+        assert_eq!(parse_target("80/20"), Ok((80.0, Duration::from_secs(20))));
+        assert!(parse_target("180/20").is_err());
+        assert!(parse_target("80").is_err());
+    }
 }

@@ -610,6 +610,12 @@ fn config_validation_rejects_bad_input() {
         config(vec![support(), support()], vec![]).validate(),
         Err(ConfigError::Duplicate { .. })
     ));
+    let mut forever = support();
+    forever.max_wait_secs = Some(u64::MAX);
+    assert!(matches!(
+        config(vec![forever], vec![]).validate(),
+        Err(ConfigError::TooLong { .. })
+    ));
 }
 
 #[test]
@@ -630,4 +636,143 @@ fn config_round_trips_through_serde() {
         serde_json::from_str(r#"{"queues":[{"name":"q"}]}"#).expect("defaults");
     assert_eq!(minimal.queues[0].strategy, Strategy::LongestIdle);
     assert_eq!(minimal.queues[0].ring_timeout_secs, 15);
+}
+
+#[test]
+fn skills_changed_while_logged_in_take_effect_at_once() {
+    let mut h = Harness::new(config(vec![support()], agents()));
+    h.login("ann");
+    h.input(Input::AgentConfigured(AgentConfig::new(
+        "ann",
+        &[("support", 2)],
+        &["en"],
+    )));
+    h.join(call(1, "support"));
+    assert!(h.offers().is_empty(), "support 2 is below the queue's 5");
+    h.input(Input::AgentConfigured(AgentConfig::new(
+        "ann",
+        &[("support", 7)],
+        &["en"],
+    )));
+    assert_eq!(h.offers(), [(1, "ann".to_owned())]);
+    // A brand-new agent can be added at run time.
+    h.input(Input::AgentConfigured(AgentConfig::new(
+        "zed",
+        &[("support", 9)],
+        &[],
+    )));
+    h.login("zed");
+    h.join(call(2, "support"));
+    assert_eq!(h.offers(), [(2, "zed".to_owned())]);
+    assert_eq!(
+        h.try_input(Input::AgentConfigured(AgentConfig::new(
+            "zed",
+            &[("support", 11)],
+            &[]
+        ))),
+        Err(AcdError::Level(11))
+    );
+}
+
+#[test]
+fn occupancy_and_calls_per_hour() {
+    let mut h = Harness::new(config(vec![support()], agents()));
+    h.login("ann");
+    // 30 min idle, then a 20 min call with 10 s wrap-up, then idle to the hour.
+    h.at(1800.0);
+    h.join(call(1, "support"));
+    h.answer(1, "ann");
+    h.at(3000.0);
+    h.end(1);
+    h.at(3600.0);
+    let snap = h.acd.agent_snapshot("ann", h.now).expect("agent");
+    let occupancy = snap.totals.occupancy().expect("staffed");
+    assert!((occupancy - 1210.0 / 3600.0).abs() < 1e-9, "{occupancy}");
+    assert_eq!(snap.totals.calls_per_hour(), Some(1.0));
+    assert_eq!(snap.state, "available");
+}
+
+#[test]
+fn callback_withdrawn_by_the_customer_is_dropped() {
+    let mut h = Harness::new(config(vec![support()], agents()));
+    h.join(call(1, "support"));
+    h.input(Input::CallbackRequested { call: CallId(1) });
+    h.input(Input::CallerHungUp { call: CallId(1) });
+    let out = h.take();
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(AcdEvent::CallbackFinished {
+            outcome: CallbackOutcome::Cancelled,
+            ..
+        })
+    )));
+    assert_eq!(h.acd.position(CallId(1)), None);
+    h.login("ann");
+    assert!(
+        !h.take()
+            .iter()
+            .any(|o| matches!(o, Output::CallbackDial { .. }))
+    );
+}
+
+#[test]
+fn expected_wait_is_unknown_with_nobody_staffed() {
+    let mut h = Harness::new(config(vec![support()], agents()));
+    h.join(call(1, "support"));
+    assert_eq!(h.acd.position(CallId(1)), Some(1));
+    assert_eq!(h.acd.expected_wait(CallId(1)), None);
+    h.login("ann");
+    h.input(Input::AgentPause {
+        agent: AgentId::new("ann"),
+        reason: "x".into(),
+    });
+    assert_eq!(h.acd.expected_wait(CallId(1)), None);
+    h.login("bob");
+    h.input(Input::AgentPause {
+        agent: AgentId::new("bob"),
+        reason: "x".into(),
+    });
+    h.input(Input::AgentReady {
+        agent: AgentId::new("bob"),
+    });
+    // bob takes call 1; a second caller is first in line with bob busy: 1 × 180 s / 1.
+    h.answer(1, "bob");
+    h.join(call(2, "support"));
+    assert_eq!(
+        h.acd.expected_wait(CallId(2)),
+        Some(Duration::from_secs(180))
+    );
+}
+
+#[test]
+fn overflow_due_while_ringing_happens_when_the_offer_ends() {
+    let mut first = QueueConfig::new("first", vec![skill("a", 1)]);
+    first.ring_timeout_secs = 30;
+    first.escalation = vec![EscalationStep {
+        after_secs: 10,
+        overflow_to: Some("second".into()),
+        ..Default::default()
+    }];
+    let second = QueueConfig::new("second", vec![skill("b", 1)]);
+    let agents = vec![
+        AgentConfig::new("ada", &[("a", 5)], &[]),
+        AgentConfig::new("bea", &[("b", 5)], &[]),
+    ];
+    let mut h = Harness::new(config(vec![first, second], agents));
+    h.login("ada");
+    h.login("bea");
+    h.join(call(1, "first"));
+    assert_eq!(h.offers(), [(1, "ada".to_owned())]);
+    h.at(10.0);
+    assert!(left_reasons(&h.take()).is_empty(), "still ringing ada");
+    h.input(Input::OfferRejected {
+        call: CallId(1),
+        agent: AgentId::new("ada"),
+    });
+    let out = h.take();
+    assert_eq!(left_reasons(&out), [(1, "overflow".to_owned())]);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Offer(offer) if offer.agent.0 == "bea"))
+    );
 }

@@ -228,26 +228,18 @@ fn check(paths: Vec<PathBuf>, common: &Common) -> anyhow::Result<ExitCode> {
     } else {
         paths
     };
-    match FlowSet::load_paths(&paths, &settings.ctx, 1) {
-        Ok(loaded) => {
-            for w in &loaded.warnings {
-                println!("{w}");
-            }
-            let flows = loaded.set.flows().count();
-            let steps: usize = loaded.set.flows().map(|f| f.def.steps.0.len()).sum();
-            println!(
-                "ok: {flows} flows, {steps} steps, {} warnings",
-                loaded.warnings.len()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(errors) => {
-            for e in &errors.0 {
-                println!("{e}");
-            }
-            eprintln!("{} problems", errors.0.len());
-            Ok(ExitCode::FAILURE)
-        }
+    let (problems, flows) = FlowSet::check_paths(&paths, &settings.ctx);
+    for p in &problems {
+        println!("{p}");
+    }
+    let errors = problems.iter().filter(|p| p.is_error()).count();
+    let warnings = problems.len() - errors;
+    if errors > 0 {
+        eprintln!("{errors} errors, {warnings} warnings in {flows} flows");
+        Ok(ExitCode::FAILURE)
+    } else {
+        println!("ok: {flows} flows checked, {warnings} warnings");
+        Ok(ExitCode::SUCCESS)
     }
 }
 

@@ -115,6 +115,20 @@ impl CustomerDirectory {
         serde_saphyr::to_string(self)
     }
 
+    /// Writes the directory to `path` atomically (a temporary file renamed over it), so a
+    /// crash never leaves half a file. Comments in the original file are not kept.
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let yaml = self
+            .to_yaml()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let tmp = path.with_extension("yaml.tmp");
+        std::fs::write(
+            &tmp,
+            format!("# Customer data for the IVR; written by santral.\n{yaml}"),
+        )?;
+        std::fs::rename(&tmp, path)
+    }
+
     fn find(&self, number: &str) -> Option<usize> {
         self.customers.iter().position(|c| c.number == number)
     }

@@ -58,6 +58,20 @@ impl Diagnostic {
             Some(i) if first.starts_with("line ") => &first[i + 2..],
             _ => first,
         };
+        // serde-saphyr's hint names a library option; operators need the rule instead.
+        if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+            let key = rest
+                .split(", set DuplicateKeyPolicy")
+                .next()
+                .unwrap_or(rest);
+            return Diagnostic::error(
+                file,
+                position,
+                format!(
+                    "duplicate key `{key}`: each key may appear once (in a menu: one step per key)"
+                ),
+            );
+        }
         Diagnostic::error(file, position, message)
     }
 }

@@ -115,6 +115,67 @@ impl FlowSet {
         Self::load_files(&files, ctx, version)
     }
 
+    /// What `santral flow check PATH…` reports: every error and warning in the named files
+    /// (directories stand for their flow files). Other flows in the same directories are read
+    /// too, so that `goto` between files resolves, but their own problems are not reported.
+    /// Returns the problems and the number of flows checked.
+    pub fn check_paths(paths: &[PathBuf], ctx: &ValidationContext) -> (Vec<Diagnostic>, usize) {
+        let mut requested = Vec::new();
+        let mut problems = Vec::new();
+        for path in paths {
+            if path.is_dir() {
+                match Self::files_in(path) {
+                    Ok(files) if files.is_empty() => problems.push(Diagnostic::error(
+                        &path.display().to_string(),
+                        Position::UNKNOWN,
+                        "no flow files (*.yaml) in this directory",
+                    )),
+                    Ok(files) => requested.extend(files),
+                    Err(Diagnostics(d)) => problems.extend(d),
+                }
+            } else {
+                requested.push(path.clone());
+            }
+        }
+        let mut context: Vec<PathBuf> = Vec::new();
+        for file in &requested {
+            let dir = file
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            for sibling in Self::files_in(dir).unwrap_or_default() {
+                let known = requested
+                    .iter()
+                    .chain(context.iter())
+                    .any(|f| same_file(f, &sibling));
+                if !known {
+                    context.push(sibling);
+                }
+            }
+        }
+        let labels: Vec<String> = requested.iter().map(|p| p.display().to_string()).collect();
+        let mut sources = Vec::new();
+        for path in requested.iter().chain(context.iter()) {
+            let label = path.display().to_string();
+            match read_limited(path) {
+                Ok(text) => sources.push((flow_name(path), label, text)),
+                Err(message) => {
+                    problems.push(Diagnostic::error(&label, Position::UNKNOWN, message))
+                }
+            }
+        }
+        // A sibling that does not parse or clashes in name only matters for its own check.
+        let count = requested.len();
+        problems.extend(Self::analyse(&sources, ctx).2);
+        problems
+            .retain(|d| labels.contains(&d.file) || !sources.iter().any(|(_, l, _)| l == &d.file));
+        problems.sort_by(|a, b| {
+            (&a.file, a.position, a.severity).cmp(&(&b.file, b.position, b.severity))
+        });
+        problems.dedup();
+        (problems, count)
+    }
+
     fn load_files(
         files: &[PathBuf],
         ctx: &ValidationContext,
@@ -146,6 +207,32 @@ impl FlowSet {
         ctx: &ValidationContext,
         version: u64,
     ) -> Result<Loaded, Diagnostics> {
+        let (flows, regexes, problems) = Self::analyse(sources, ctx);
+        let (errors, warnings): (Vec<_>, Vec<_>) =
+            problems.into_iter().partition(Diagnostic::is_error);
+        if !errors.is_empty() {
+            return Err(Diagnostics(errors));
+        }
+        Ok(Loaded {
+            set: FlowSet {
+                version,
+                flows,
+                regexes,
+            },
+            warnings,
+        })
+    }
+
+    /// Parses and validates; every error and warning, sorted by place.
+    #[allow(clippy::type_complexity)]
+    fn analyse(
+        sources: &[(String, String, String)],
+        ctx: &ValidationContext,
+    ) -> (
+        BTreeMap<String, Arc<Flow>>,
+        HashMap<String, Regex>,
+        Vec<Diagnostic>,
+    ) {
         let mut flows = BTreeMap::new();
         let mut problems = Vec::new();
         for (name, file, text) in sources {
@@ -185,19 +272,50 @@ impl FlowSet {
             (&a.file, a.position, a.severity).cmp(&(&b.file, b.position, b.severity))
         });
         problems.dedup();
-        let (errors, warnings): (Vec<_>, Vec<_>) =
-            problems.into_iter().partition(Diagnostic::is_error);
-        if !errors.is_empty() {
-            return Err(Diagnostics(errors));
+        (flows, regexes, problems)
+    }
+}
+
+impl FlowSet {
+    /// Parses flows without the whole-set checks, for tools and tests that need a flow the
+    /// validator would reject (the interpreter still never panics or spins on one).
+    pub fn parse_unchecked(
+        sources: &[(String, String, String)],
+        version: u64,
+    ) -> Result<FlowSet, Diagnostics> {
+        let mut flows = BTreeMap::new();
+        let mut problems = Vec::new();
+        for (name, file, text) in sources {
+            match serde_saphyr::from_str::<FlowFile>(text) {
+                Ok(def) => {
+                    flows.insert(
+                        name.clone(),
+                        Arc::new(Flow {
+                            name: name.clone(),
+                            file: file.clone(),
+                            def,
+                        }),
+                    );
+                }
+                Err(err) => problems.push(Diagnostic::from_yaml(file, &err)),
+            }
         }
-        Ok(Loaded {
-            set: FlowSet {
+        if problems.is_empty() {
+            Ok(FlowSet {
                 version,
                 flows,
-                regexes,
-            },
-            warnings,
-        })
+                regexes: HashMap::new(),
+            })
+        } else {
+            Err(Diagnostics(problems))
+        }
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
     }
 }
 

@@ -264,27 +264,21 @@ fn check(expect: &Expect, out: &Outcome, flow: &str, customers: &CustomerDirecto
         ));
     }
     match expect.queue.as_deref() {
-        None => {}
-        Some("none") => {
-            if !out.queues.is_empty() {
-                failures.push(format!(
-                    "expected no queue, reached {}",
-                    out.queues.join(", ")
-                ));
-            }
+        Some("none") if !out.queues.is_empty() => {
+            failures.push(format!(
+                "expected no queue, reached {}",
+                out.queues.join(", ")
+            ));
         }
-        Some(q) => {
-            if !out.queues.iter().any(|x| x == q) {
-                failures.push(format!(
-                    "expected queue {q}, reached {}",
-                    if out.queues.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        out.queues.join(", ")
-                    }
-                ));
-            }
+        Some(q) if q != "none" && !out.queues.iter().any(|x| x == q) => {
+            let reached = if out.queues.is_empty() {
+                "none".to_owned()
+            } else {
+                out.queues.join(", ")
+            };
+            failures.push(format!("expected queue {q}, reached {reached}"));
         }
+        _ => {}
     }
     if let Some(t) = &expect.transfer
         && !out.transfers.contains(t)

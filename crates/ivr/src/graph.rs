@@ -98,7 +98,7 @@ pub fn render(flow: &Flow, format: GraphFormat) -> String {
             out.push_str("    rankdir=TB;\n    node [shape=box, fontname=\"sans-serif\"];\n");
             let _ = writeln!(
                 out,
-                "    \"start\" [shape=circle];\n    \"start\" -> \"{}\";",
+                "    \"(start)\" [shape=circle];\n    \"(start)\" -> \"{}\";",
                 quote(&flow.def.start)
             );
             for (name, step) in flow.def.steps.iter() {

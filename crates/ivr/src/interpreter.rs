@@ -685,7 +685,7 @@ impl Call {
                     body_redacted,
                     timeout: h.timeout.0,
                 }));
-                self.set_deadline(now + h.timeout.0);
+                self.set_deadline(later(now, h.timeout.0));
                 self.wait = Wait::Http { request };
                 Next::Wait
             }
@@ -847,7 +847,7 @@ impl Call {
             Some(Step::Gather(g)) => g.inter_digit_timeout.0,
             _ => return,
         };
-        self.set_deadline(now + timeout);
+        self.set_deadline(later(now, timeout));
     }
 
     fn on_prompt_finished(&mut self, now: Instant) {
@@ -1106,7 +1106,7 @@ impl Call {
             };
             let max = r.max_length.0;
             self.emit(command);
-            self.set_deadline(now + max);
+            self.set_deadline(later(now, max));
         }
         self.wait = Wait::Recording { stopping: false };
     }
@@ -1234,4 +1234,11 @@ impl Lookup for Call {
     fn get(&self, name: &str) -> Option<Value> {
         self.vars.get(name).cloned()
     }
+}
+
+/// `now + d`, saturating far in the future instead of overflowing.
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(24 * 3600)))
+        .unwrap_or(now)
 }

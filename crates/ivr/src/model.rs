@@ -824,6 +824,9 @@ impl JsonSchema for ScalarText {
     }
 }
 
+/// The longest duration a flow may name (timeouts, maximum waits, recordings).
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 /// A duration written as `500ms`, `5s`, `2m`, `1h` (or a bare number of seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FlowDuration(pub Duration);
@@ -862,6 +865,9 @@ impl FlowDuration {
                 ));
             }
         };
+        if d > MAX_DURATION {
+            return Err(format!("duration `{text}` is longer than a day"));
+        }
         Ok(FlowDuration(d))
     }
 }
@@ -1002,6 +1008,8 @@ steps:
         );
         assert!(FlowDuration::parse("5 parsecs").is_err());
         assert!(FlowDuration::parse("").is_err());
+        assert!(FlowDuration::parse("99999999999h").is_err());
+        assert!(FlowDuration::parse("25h").is_err());
     }
 
     #[test]

@@ -194,6 +194,8 @@ pub struct Outcome {
     pub flow_hung_up: Option<String>,
     pub language: String,
     pub entries: Vec<Entry>,
+    /// The call ended (rather than the simulator running out of its event budget).
+    pub finished: bool,
 }
 
 impl Outcome {
@@ -510,6 +512,7 @@ pub fn simulate(
         .map(|(k, v)| (k.clone(), v.shown().to_owned()))
         .collect();
     out.language = call.language().to_owned();
+    out.finished = call.is_finished();
     Ok(out)
 }
 

@@ -495,6 +495,17 @@ impl Validator<'_> {
         let steps = &flow.def.steps;
         let mut reached: BTreeSet<&str> = BTreeSet::new();
         let mut todo: Vec<&str> = vec![flow.def.start.value.as_str()];
+        // Steps other flows jump to with `goto … step:` are entry points too.
+        for other in self.flows.values() {
+            for (_, step) in other.def.steps.iter() {
+                if let Step::Goto(g) = &step.value
+                    && g.flow.value == flow.name
+                    && let Some(s) = &g.step
+                {
+                    todo.push(s.value.as_str());
+                }
+            }
+        }
         // Bounded: each step is pushed at most once per incoming edge.
         while let Some(name) = todo.pop() {
             if !reached.insert(name) {

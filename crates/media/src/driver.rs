@@ -75,6 +75,7 @@ impl RtpSockets {
 
 /// What the call task can ask of its media.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // LiveFrame is sent every tick: boxing it would allocate.
 pub enum MediaCommand {
     Play {
         playlist: Playlist,
@@ -91,8 +92,12 @@ pub enum MediaCommand {
     Renegotiate(NegotiatedMedia),
     /// Send the frames given with `LiveFrame` from now on (bridge/mixer).
     GoLive,
-    LiveFrame(Box<Frame>),
+    /// Audio for the next tick (by value: no allocation per frame).
+    LiveFrame(Frame),
+    /// End the call's media: sends an RTCP BYE, then the driver returns.
     Shutdown,
+    /// Stop driving without a BYE (the stream continues elsewhere, e.g. in `run_bridge`).
+    Detach,
 }
 
 /// The audio of one tick, for recording and bridging.
@@ -102,8 +107,16 @@ pub struct TickAudio {
     pub sent: Frame,
 }
 
-/// Runs a session until `Shutdown` or until the command channel closes; returns its quality
-/// summary for the call record.
+/// What is left when a session's driver stops: the session (for its state and quality) and its
+/// sockets (to hand on to a bridge, or to drop, which releases the port pair).
+#[derive(Debug)]
+pub struct SessionEnd {
+    pub session: MediaSession,
+    pub sockets: RtpSockets,
+    pub quality: QualitySummary,
+}
+
+/// Runs a session until `Shutdown` or until the command channel closes.
 pub async fn run_session(
     mut session: MediaSession,
     sockets: RtpSockets,
@@ -111,9 +124,10 @@ pub async fn run_session(
     mut commands: mpsc::Receiver<MediaCommand>,
     events: mpsc::Sender<MediaEvent>,
     audio_tap: Option<mpsc::Sender<TickAudio>>,
-) -> QualitySummary {
+) -> SessionEnd {
     let mut rtp_buffer = [0u8; 2048];
     let mut rtcp_buffer = [0u8; 2048];
+    let mut say_goodbye = true;
     loop {
         tokio::select! {
             received = sockets.rtp.recv_from(&mut rtp_buffer) => {
@@ -156,6 +170,10 @@ pub async fn run_session(
             command = commands.recv() => {
                 match command {
                     None | Some(MediaCommand::Shutdown) => break,
+                    Some(MediaCommand::Detach) => {
+                        say_goodbye = false;
+                        break;
+                    }
                     Some(MediaCommand::Play { playlist, barge_in, started }) => {
                         let id = session.play(playlist, barge_in);
                         if let Some(reply) = started {
@@ -175,7 +193,118 @@ pub async fn run_session(
             }
         }
     }
-    session.quality()
+    if say_goodbye && let Some(transmit) = session.goodbye() {
+        let _ = sockets
+            .rtcp
+            .send_to(transmit.payload, transmit.destination)
+            .await;
+    }
+    let quality = session.quality();
+    SessionEnd {
+        session,
+        sockets,
+        quality,
+    }
+}
+
+/// Which leg of a bridge an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BridgeLeg {
+    Caller,
+    Agent,
+}
+
+/// Bridges two sessions in ONE task (the call's): every tick each side sends what the other
+/// side received in the previous tick (decoded, so codecs may differ: this is the transcoding
+/// bridge), DTMF and RTCP keep working on both legs, and the tap gets caller/agent audio for a
+/// stereo recording (`received` = caller, `sent` = agent). Ends when `stop` changes or closes.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_bridge(
+    mut caller: MediaSession,
+    caller_sockets: RtpSockets,
+    mut agent: MediaSession,
+    agent_sockets: RtpSockets,
+    mut ticks: watch::Receiver<u64>,
+    mut stop: watch::Receiver<bool>,
+    events: mpsc::Sender<(BridgeLeg, MediaEvent)>,
+    audio_tap: Option<mpsc::Sender<TickAudio>>,
+) -> (SessionEnd, SessionEnd) {
+    caller.go_live();
+    agent.go_live();
+    let mut caller_buffer = [0u8; 2048];
+    let mut agent_buffer = [0u8; 2048];
+    let mut caller_rtcp_buffer = [0u8; 2048];
+    let mut agent_rtcp_buffer = [0u8; 2048];
+    loop {
+        tokio::select! {
+            received = caller_sockets.rtp.recv_from(&mut caller_buffer) => {
+                if let Ok((len, source)) = received {
+                    let _ = caller.handle_rtp(Instant::now(), source, &caller_buffer[..len]);
+                }
+            }
+            received = agent_sockets.rtp.recv_from(&mut agent_buffer) => {
+                if let Ok((len, source)) = received {
+                    let _ = agent.handle_rtp(Instant::now(), source, &agent_buffer[..len]);
+                }
+            }
+            received = caller_sockets.rtcp.recv_from(&mut caller_rtcp_buffer) => {
+                if let Ok((len, source)) = received {
+                    let _ = caller.handle_rtcp(Instant::now(), source, &caller_rtcp_buffer[..len]);
+                }
+            }
+            received = agent_sockets.rtcp.recv_from(&mut agent_rtcp_buffer) => {
+                if let Ok((len, source)) = received {
+                    let _ = agent.handle_rtcp(Instant::now(), source, &agent_rtcp_buffer[..len]);
+                }
+            }
+            changed = ticks.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let now = Instant::now();
+                let heard_from_agent = *agent.received_frame();
+                let heard_from_caller = *caller.received_frame();
+                caller.set_live_frame(&heard_from_agent);
+                agent.set_live_frame(&heard_from_caller);
+                if let Some(transmit) = caller.tick(now) {
+                    let _ = caller_sockets.rtp.send_to(transmit.payload, transmit.destination).await;
+                }
+                if let Some(transmit) = agent.tick(now) {
+                    let _ = agent_sockets.rtp.send_to(transmit.payload, transmit.destination).await;
+                }
+                if let Some(tap) = &audio_tap {
+                    let _ = tap.try_send(TickAudio { received: *caller.received_frame(), sent: *agent.received_frame() });
+                }
+                if let Some(transmit) = caller.poll_rtcp(now) {
+                    let _ = caller_sockets.rtcp.send_to(transmit.payload, transmit.destination).await;
+                }
+                if let Some(transmit) = agent.poll_rtcp(now) {
+                    let _ = agent_sockets.rtcp.send_to(transmit.payload, transmit.destination).await;
+                }
+                while let Some(event) = caller.poll_event() {
+                    let _ = events.try_send((BridgeLeg::Caller, event));
+                }
+                while let Some(event) = agent.poll_event() {
+                    let _ = events.try_send((BridgeLeg::Agent, event));
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    let caller_quality = caller.quality();
+    let agent_quality = agent.quality();
+    (
+        SessionEnd {
+            session: caller,
+            sockets: caller_sockets,
+            quality: caller_quality,
+        },
+        SessionEnd {
+            session: agent,
+            sockets: agent_sockets,
+            quality: agent_quality,
+        },
+    )
 }
 
 /// Relays RTP between two legs until either socket fails or `stop` fires: packets from leg A's

@@ -393,6 +393,42 @@ mod tests {
     }
 
     #[test]
+    fn frequency_deviation_of_1_5_percent_is_accepted() {
+        // Q.24: keys must be recognised with each tone off by up to ±1.5 %.
+        for (deviation, key) in [(1.015f32, '3'), (0.985, 'C'), (1.015, '0'), (0.985, '*')] {
+            let (row, column) =
+                key_frequencies(DtmfDigit::from_char(key).unwrap_or_else(|| unreachable!()));
+            let signal = Signal::build(
+                vec![
+                    Signal::dual_tone(row * deviation, column * deviation, -20.0, 60),
+                    Signal::silence(40),
+                ],
+                Some(-45.0),
+                9,
+            );
+            assert_eq!(detect(&signal.samples), [key], "{key} at {deviation}");
+        }
+    }
+
+    #[test]
+    fn single_tones_and_excessive_twist_are_rejected() {
+        let (row, column) =
+            key_frequencies(DtmfDigit::from_char('9').unwrap_or_else(|| unreachable!()));
+        let row_only = Signal::build(vec![Signal::dual_tone(row, row, -20.0, 200)], None, 0);
+        assert!(detect(&row_only.samples).is_empty());
+        // Column tone 12 dB below the row tone: beyond the allowed normal twist.
+        let twisted: Vec<f32> = (0..1600)
+            .map(|n| {
+                let t = n as f32 / 8000.0;
+                level(-14.0) * (2.0 * std::f32::consts::PI * row * t).sin()
+                    + level(-26.0) * (2.0 * std::f32::consts::PI * column * t).sin()
+            })
+            .collect();
+        let twisted = Signal::build(vec![twisted], None, 0);
+        assert!(detect(&twisted.samples).is_empty());
+    }
+
+    #[test]
     fn release_reports_duration() {
         let (row, column) =
             key_frequencies(DtmfDigit::from_char('#').unwrap_or_else(|| unreachable!()));

@@ -1,4 +1,78 @@
-//! santral-media: the media engine.
+//! # santral-media — the media engine
+//!
+//! RTP/RTCP, SDP offer/answer, G.711/G.722 codecs, an adaptive jitter buffer with packet-loss
+//! concealment, DTMF (RFC 4733 and in-band), tones, prompts, recording, bridging and mixing.
+//!
+//! The cores are sans-IO state machines that take `now: Instant` and bytes, and give back
+//! bytes and events; a thin tokio driver ([`driver`]) owns sockets and time. Per packet nothing
+//! allocates and nothing locks; prompts are decoded and encoded once and shared by `Arc`; one
+//! pacer task ticks every 20 ms for all calls.
+//!
+//! ## How the server uses it (one call)
+//!
+//! ```text
+//!  process start:  let ports  = PortAllocator::new(10000..=20000)?;      // even RTP / odd RTCP
+//!                  let pacer  = Pacer::spawn();                          // one 20 ms tick, shared
+//!                  let prompts = PromptCache::new();                     // prompt+codec → Arc frames
+//!
+//!  INVITE arrives: let sockets = RtpSockets::bind(local_ip, &ports).await?;
+//!                  let local   = LocalMedia::new(local_ip, sockets.rtp_port());
+//!                  match sdp::answer_offer(offer_body, &local) {
+//!                      Ok(answer) => { /* 200 OK with answer.sdp */ }
+//!                      Err(reason) => { /* 488 Not Acceptable Here, Warning/Reason: reason.reason() */ }
+//!                  }
+//!                  let session = MediaSession::new(SessionConfig::from_negotiated(&answer.media), Instant::now());
+//!                  // either spawn the driver and talk to it by channels …
+//!                  tokio::spawn(run_session(session, sockets, pacer.subscribe(), cmd_rx, event_tx, Some(tap_tx))
+//!                      .instrument(tracing::info_span!("call", call_id = %call_id)));
+//!                  // … or drive the MediaSession directly inside the call task (same calls as the driver).
+//!
+//!  IVR:            cmd_tx.send(MediaCommand::Play { playlist: Playlist::new(vec![prompts.get(path, codec)?]),
+//!                                                   barge_in: true, started: None })
+//!                  events: MediaEvent::Dtmf(DtmfEvent::Pressed { digit, .. }), PlaybackFinished { id },
+//!                          PlaybackStopped { id, reason: StopReason::BargeIn(digit) }, …
+//!  queue:          MediaCommand::PlayMusic(prompts.get(moh_file, codec)?)        // loops
+//!                  MediaCommand::PlayTone(ToneKind::Ringback(ToneRegion::Europe))
+//!  agent answers:  detach both drivers (Detach → SessionEnd { session, sockets, quality }) and run
+//!                  driver::run_bridge(caller, caller_sockets, agent, agent_sockets, ticks, stop, events, tap)
+//!                  — transcodes when codecs differ, keeps DTMF/RTCP, and its tap feeds a
+//!                  CallRecorder (stereo: caller left, agent right); or, for a pure relay with no
+//!                  recording, driver::run_relay with two relay::RtpRelay (SSRC/seq/ts rewrite).
+//!  supervisor:     mixer::Mixer with Audience::{Everyone, Only(agent), Nobody} = barge/whisper/listen.
+//!  hang-up:        SessionEnd.quality → QualitySummary { loss_percent, mean_jitter_ms, round_trip_ms,
+//!                  r_factor, mos } for the call record. Dropping the sockets releases the port pair.
+//! ```
+//!
+//! ## Modules
+//!
+//! | module | what |
+//! |---|---|
+//! | [`sdp`] | offer/answer with `rtc-sdp`: [`sdp::answer_offer`], [`sdp::create_offer`], [`sdp::accept_answer`]; [`sdp::NotAcceptable`] → 488 |
+//! | [`session`] | [`session::MediaSession`]: one leg's RTP/RTCP state machine (`handle_rtp`, `handle_rtcp`, `tick`, `poll_rtcp`, `poll_event`, `play`, `stop`, `play_tone`, `play_music`, `send_dtmf`, `go_live`/`set_live_frame`/`set_live_payload`, `renegotiate`, `quality`) |
+//! | [`driver`] | tokio: [`driver::RtpSockets`], [`driver::run_session`], [`driver::run_bridge`], [`driver::run_relay`], [`driver::MediaCommand`] |
+//! | [`pacer`] | drift-free 20 ms schedule and the shared [`pacer::Pacer`] task |
+//! | [`port`] | [`port::PortAllocator`] over a range; leases return on drop |
+//! | [`codec`], [`g711`], [`g722`] | codecs (G.711 table-driven; G.722 bit-exact with libg722), per-leg encoder/decoder state, transcoding through 8 kHz frames |
+//! | [`jitter`], [`concealment`] | adaptive jitter buffer (reorder, late/duplicate drop, grow/shrink) and G.711-style PLC |
+//! | [`telephone_event`], [`dtmf_detector`] | RFC 4733 receive/send; Goertzel in-band detection (Q.24 timing, twist, SNR) |
+//! | [`tone`] | ringback/busy (Europe/Turkey 425 Hz, North America 440+480 / 480+620), beep, comfort noise |
+//! | [`prompt`] | symphonia decode (WAV, MP3, OGG/Vorbis, FLAC), downmix, rubato resample, [`prompt::PromptCache`], [`prompt::Playlist`]; errors name the file |
+//! | [`recording`] | [`recording::CallRecorder`]: stereo or mono WAV, header refreshed every second |
+//! | [`relay`], [`mixer`] | packet relay with SSRC/sequence/timestamp continuity and transcoding; N-party mixer |
+//! | [`rtcp`], [`quality`] | RFC 3550 statistics (A.1/A.3/A.8), SR/RR with `rtc-rtcp`, RTT; E-model R → MOS |
+//!
+//! ## Frames and clocks
+//!
+//! Audio moves inside the engine as [`codec::Frame`]: 160 samples, 20 ms at 8 kHz. G.722 legs
+//! convert at their edge; G.722 prompts are cached from a 16 kHz rendering. All three codecs use
+//! an 8000 Hz RTP clock (160 units per frame).
+//!
+//! ## Blocking work
+//!
+//! [`prompt::PromptCache::get`] decodes files and [`recording::CallRecorder::write`] writes
+//! them: call them from `spawn_blocking` or a dedicated task fed by the tick tap, never inside
+//! the packet loop.
+
 pub mod codec;
 pub mod concealment;
 pub mod driver;
@@ -19,3 +93,17 @@ pub mod session;
 pub mod telephone_event;
 pub mod tone;
 mod wideband;
+
+pub use codec::{Codec, FRAME_SAMPLES, Frame};
+pub use driver::{
+    MediaCommand, RtpSockets, SessionEnd, TickAudio, run_bridge, run_relay, run_session,
+};
+pub use pacer::Pacer;
+pub use port::{PortAllocator, PortLease};
+pub use prompt::{EncodedPrompt, Playlist, PromptCache, PromptError};
+pub use quality::QualitySummary;
+pub use recording::{CallRecorder, RecordingLayout};
+pub use sdp::{Answer, Direction, LocalMedia, NegotiatedMedia, NotAcceptable};
+pub use session::{MediaEvent, MediaSession, SessionConfig, StopReason};
+pub use telephone_event::{DtmfDigit, DtmfEvent, DtmfSource};
+pub use tone::{ToneKind, ToneRegion};

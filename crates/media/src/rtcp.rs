@@ -75,6 +75,16 @@ pub struct ReceptionStats {
 impl ReceptionStats {
     /// Records one RTP packet; `arrival_units` is the arrival time in RTP clock units.
     pub fn on_packet(&mut self, ssrc: u32, sequence: u16, timestamp: u32, arrival_units: u64) {
+        self.record(ssrc, sequence, Some((timestamp, arrival_units)));
+    }
+
+    /// Records a packet of the stream that does not advance the media clock (an RFC 4733
+    /// event repeats its start timestamp): counted for loss, left out of the jitter estimate.
+    pub fn on_untimed_packet(&mut self, ssrc: u32, sequence: u16) {
+        self.record(ssrc, sequence, None);
+    }
+
+    fn record(&mut self, ssrc: u32, sequence: u16, timing: Option<(u32, u64)>) {
         if !self.started || ssrc != self.ssrc {
             *self = ReceptionStats {
                 ssrc,
@@ -113,6 +123,9 @@ impl ReceptionStats {
             // else: duplicate or reordered, counted below.
         }
         self.received += 1;
+        let Some((timestamp, arrival_units)) = timing else {
+            return;
+        };
         let transit = arrival_units as i64 - timestamp as i64;
         if let Some(previous) = self.transit {
             let d = (transit - previous).unsigned_abs();
@@ -255,6 +268,26 @@ pub fn build_report(
 }
 
 use rtc_shared::marshal::Marshal as _;
+
+/// A receiver report followed by a BYE (RFC 3550 §6.6: a BYE goes in a compound packet that
+/// starts with a report).
+pub fn build_goodbye(local_ssrc: u32) -> Result<Vec<u8>, RtcpError> {
+    let mut bytes = ReceiverReport {
+        ssrc: local_ssrc,
+        ..ReceiverReport::default()
+    }
+    .marshal()
+    .map_err(|e| RtcpError::Malformed(e.to_string()))?
+    .to_vec();
+    let goodbye = rtc_rtcp::goodbye::Goodbye {
+        sources: vec![local_ssrc],
+        reason: bytes::Bytes::from_static(b"hangup"),
+    }
+    .marshal()
+    .map_err(|e| RtcpError::Malformed(e.to_string()))?;
+    bytes.extend_from_slice(&goodbye);
+    Ok(bytes)
+}
 
 /// Parses an incoming RTCP datagram, updating `reception` with SR timing and returning feedback
 /// about our own stream (`local_ssrc`).

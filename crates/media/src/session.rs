@@ -27,7 +27,9 @@ use crate::prompt::{EncodedPrompt, Playlist};
 use crate::quality::{QualityInputs, QualitySummary, summarise};
 use crate::rtcp::{self, NtpClock, ReceptionStats, SenderStats};
 use crate::sdp::{Direction, NegotiatedMedia};
-use crate::telephone_event::{DtmfDigit, DtmfEvent, TelephoneEventReceiver, TelephoneEventSender};
+use crate::telephone_event::{
+    DtmfDigit, DtmfEvent, DtmfSource, TelephoneEventReceiver, TelephoneEventSender,
+};
 use crate::tone::{ToneGenerator, ToneKind};
 
 const EVENT_QUEUE: usize = 64;
@@ -54,6 +56,8 @@ pub struct SessionConfig {
     pub initial_sequence: u16,
     pub initial_timestamp: u32,
     pub rtcp_interval: Duration,
+    /// Silence on the wire for this long raises [`MediaEvent::MediaTimeout`] (once).
+    pub media_timeout: Duration,
 }
 
 impl SessionConfig {
@@ -76,6 +80,7 @@ impl SessionConfig {
             initial_sequence: rand::random(),
             initial_timestamp: rand::random(),
             rtcp_interval: Duration::from_secs(5),
+            media_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -113,6 +118,9 @@ pub enum MediaEvent {
     },
     /// The far end sent an RTCP BYE.
     RemoteGoodbye,
+    /// No RTP arrived for [`SessionConfig::media_timeout`] while we expected it (dead caller,
+    /// NAT binding lost): the call should be torn down.
+    MediaTimeout,
 }
 
 /// A datagram to send.
@@ -205,6 +213,10 @@ pub struct MediaSession {
     jitter_samples: (f64, u64),
     started_playback: u64,
     remote_goodbye: bool,
+    last_rtp: Instant,
+    timed_out: bool,
+    rfc4733_seen: bool,
+    talkspurt_start: bool,
 }
 
 impl MediaSession {
@@ -251,6 +263,10 @@ impl MediaSession {
             jitter_samples: (0.0, 0),
             started_playback: 0,
             remote_goodbye: false,
+            last_rtp: now,
+            timed_out: false,
+            rfc4733_seen: false,
+            talkspurt_start: true,
             config,
         }
     }
@@ -274,6 +290,7 @@ impl MediaSession {
     /// Applies a re-INVITE's agreement (hold/resume, new address, new codec).
     pub fn renegotiate(&mut self, media: &NegotiatedMedia) {
         self.config.direction = media.direction;
+        self.timed_out = false;
         self.config.telephone_event_payload_type = media.telephone_event_payload_type;
         if !media.remote_rtp.ip().is_unspecified() && media.remote_rtp.port() != 0 {
             self.remote_rtp = Some(media.remote_rtp);
@@ -303,6 +320,7 @@ impl MediaSession {
     // ---- commands -------------------------------------------------------------------------
 
     fn stop_current(&mut self, reason: StopReason) {
+        self.talkspurt_start = true;
         if let Outbound::Playlist { id, .. } = self.outbound {
             self.push_event(MediaEvent::PlaybackStopped { id, reason });
         }
@@ -396,6 +414,8 @@ impl MediaSession {
     ) -> Result<(), RtpError> {
         let (header, range) = rtcp::parse_rtp_header(datagram).map_err(RtpError::Malformed)?;
         let payload = &datagram[range];
+        self.last_rtp = now;
+        self.timed_out = false;
         if self.config.symmetric_rtp && self.remote_rtp != Some(source) {
             self.remote_rtp = Some(source);
             if self.remote_rtcp.is_none() {
@@ -405,6 +425,14 @@ impl MediaSession {
             self.push_event(MediaEvent::RemoteAddressChanged(source));
         }
         if Some(header.payload_type) == self.config.telephone_event_payload_type {
+            // Events inside the audio stream use its sequence numbers: account for them so
+            // they are neither loss in RTCP nor concealment in the jitter buffer.
+            if self.remote_ssrc == Some(header.ssrc) {
+                self.reception
+                    .on_untimed_packet(header.ssrc, header.sequence_number);
+                self.jitter
+                    .push_untimed(header.sequence_number, header.payload_type);
+            }
             let mut out = [None, None];
             self.events_in
                 .on_packet(header.ssrc, header.timestamp, payload, &mut out)
@@ -476,6 +504,32 @@ impl MediaSession {
     }
 
     fn on_dtmf(&mut self, event: DtmfEvent) {
+        // Gateways that send RFC 4733 often leave the tones in the audio as well: once the far
+        // end has shown it sends events, in-band detections would only duplicate them.
+        match event {
+            DtmfEvent::Pressed {
+                source: DtmfSource::Rfc4733,
+                ..
+            }
+            | DtmfEvent::Released {
+                source: DtmfSource::Rfc4733,
+                ..
+            } => {
+                self.rfc4733_seen = true;
+            }
+            DtmfEvent::Pressed {
+                source: DtmfSource::InBand,
+                ..
+            }
+            | DtmfEvent::Released {
+                source: DtmfSource::InBand,
+                ..
+            } => {
+                if self.rfc4733_seen {
+                    return;
+                }
+            }
+        }
         if let DtmfEvent::Pressed { digit, .. } = event
             && let Outbound::Playlist {
                 barge_in: true, id, ..
@@ -514,10 +568,27 @@ impl MediaSession {
     }
 
     fn receive_tick(&mut self, now: Instant) {
+        // Only a stream we expect to hear from can time out (not on hold / inactive).
+        if !self.timed_out
+            && self.config.direction.receives()
+            && now.saturating_duration_since(self.last_rtp) >= self.config.media_timeout
+        {
+            self.timed_out = true;
+            self.push_event(MediaEvent::MediaTimeout);
+        }
         self.received_is_audio = true;
         match self.jitter.pop(now) {
-            Playout::Frame { payload, .. } => {
-                self.decoder.decode_frame(payload, &mut self.received);
+            Playout::Frame {
+                payload,
+                payload_type,
+                ..
+            } => {
+                if payload_type == self.config.payload_type {
+                    self.decoder.decode_frame(payload, &mut self.received);
+                } else {
+                    // A telephone-event period: the sender sent no audio for it.
+                    self.received = [0; FRAME_SAMPLES];
+                }
                 self.concealer.good_frame(&mut self.received);
             }
             Playout::Lost => self.concealer.conceal(&mut self.received),
@@ -626,7 +697,13 @@ impl MediaSession {
                 self.encoder.encode_frame(&frame, &mut payload)
             }
         };
+        // RFC 3551 §4.1: mark the first packet of a talkspurt (stream start, new source).
+        self.header.marker = self.talkspurt_start && sends;
         let written = self.write_packet(&payload[..length], sends);
+        if written.is_some() {
+            self.talkspurt_start = false;
+        }
+        self.header.marker = false;
         self.header.timestamp = self.header.timestamp.wrapping_add(timestamp_step);
         match (written, destination) {
             (Some(length), Some(destination)) => Some(Transmit {
@@ -783,6 +860,18 @@ impl MediaSession {
             reception,
         )
         .ok()?;
+        self.rtcp_tx.clear();
+        self.rtcp_tx.extend_from_slice(&bytes);
+        Some(Transmit {
+            destination,
+            payload: &self.rtcp_tx,
+        })
+    }
+
+    /// An RTCP BYE (in a compound packet) to send when the call ends.
+    pub fn goodbye(&mut self) -> Option<Transmit<'_>> {
+        let destination = self.remote_rtcp?;
+        let bytes = rtcp::build_goodbye(self.config.local_ssrc).ok()?;
         self.rtcp_tx.clear();
         self.rtcp_tx.extend_from_slice(&bytes);
         Some(Transmit {

@@ -79,7 +79,7 @@ struct Leg {
     commands: mpsc::Sender<MediaCommand>,
     events: mpsc::Receiver<MediaEvent>,
     audio: mpsc::Receiver<TickAudio>,
-    task: tokio::task::JoinHandle<santral_media::quality::QualitySummary>,
+    task: tokio::task::JoinHandle<santral_media::driver::SessionEnd>,
 }
 
 fn config(codec: Codec, ssrc: u32, remote_port: u16) -> SessionConfig {
@@ -97,6 +97,7 @@ fn config(codec: Codec, ssrc: u32, remote_port: u16) -> SessionConfig {
         initial_sequence: rand::random(),
         initial_timestamp: rand::random(),
         rtcp_interval: Duration::from_secs(1),
+        media_timeout: Duration::from_secs(30),
     }
 }
 
@@ -187,8 +188,8 @@ async fn play_both_ways(codec: Codec) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _ = leg_a.commands.send(MediaCommand::Shutdown).await;
     let _ = leg_b.commands.send(MediaCommand::Shutdown).await;
-    let quality_a = leg_a.task.await.unwrap_or_else(|e| panic!("{e}"));
-    let quality_b = leg_b.task.await.unwrap_or_else(|e| panic!("{e}"));
+    let quality_a = leg_a.task.await.unwrap_or_else(|e| panic!("{e}")).quality;
+    let quality_b = leg_b.task.await.unwrap_or_else(|e| panic!("{e}")).quality;
 
     let mut heard_by_a = Vec::new();
     while let Ok(tick) = leg_a.audio.try_recv() {

@@ -31,6 +31,7 @@ fn config(ssrc: u32, remote: &str, telephone_event: Option<u8>) -> SessionConfig
         initial_sequence: 65500,
         initial_timestamp: 1000,
         rtcp_interval: Duration::from_secs(5),
+        media_timeout: Duration::from_secs(30),
     }
 }
 
@@ -317,4 +318,141 @@ fn malformed_and_foreign_packets_are_errors_not_panics() {
         let _ = pair.b.handle_rtp(now, pair.a_addr, &junk);
         let _ = pair.b.handle_rtcp(now, pair.a_addr, &junk);
     }
+}
+
+#[test]
+fn silence_on_the_wire_raises_one_media_timeout() {
+    let now = Instant::now();
+    let mut lonely = MediaSession::new(
+        SessionConfig {
+            media_timeout: Duration::from_secs(2),
+            ..config(1, "127.0.0.1:4002", Some(101))
+        },
+        now,
+    );
+    let mut timeouts = 0;
+    for k in 1..=200u64 {
+        let _ = lonely.tick(now + Duration::from_millis(20 * k));
+        timeouts += Pair::events(&mut lonely)
+            .iter()
+            .filter(|e| **e == MediaEvent::MediaTimeout)
+            .count();
+    }
+    assert_eq!(timeouts, 1);
+}
+
+#[test]
+fn g722_sessions_carry_wideband_prompts() {
+    let now = Instant::now();
+    let g722 = |ssrc, remote| SessionConfig {
+        codec: Codec::G722,
+        payload_type: 9,
+        ..config(ssrc, remote, Some(101))
+    };
+    let mut pair = Pair {
+        a: MediaSession::new(g722(0xA, "127.0.0.1:4002"), now),
+        b: MediaSession::new(g722(0xB, "127.0.0.1:4000"), now),
+        now,
+        a_addr: addr("127.0.0.1:4000"),
+        b_addr: addr("127.0.0.1:4002"),
+    };
+    // A 1 kHz prompt cached from a 16 kHz rendering.
+    let narrow: Vec<i16> = (0..50 * FRAME_SAMPLES)
+        .map(|n| (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * n as f64 / 8000.0).sin()) as i16)
+        .collect();
+    let wide: Vec<i16> = (0..100 * FRAME_SAMPLES)
+        .map(|n| (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * n as f64 / 16000.0).sin()) as i16)
+        .collect();
+    let prompt = Arc::new(EncodedPrompt::encode(
+        "wide",
+        Codec::G722,
+        &PcmAudio {
+            sample_rate: 8000,
+            samples: narrow,
+        },
+        Some(&PcmAudio {
+            sample_rate: 16000,
+            samples: wide,
+        }),
+    ));
+    pair.a.play(Playlist::new(vec![prompt]), false);
+    let mut heard = Vec::new();
+    for _ in 0..40 {
+        let (_, b_heard) = pair.step();
+        heard.extend(b_heard);
+    }
+    // B decodes G.722 and hears the tone at about its original level (8000 peak → RMS 5657).
+    let tail = &heard[heard.len() - 20 * FRAME_SAMPLES..];
+    let rms = (tail.iter().map(|s| (*s as f64).powi(2)).sum::<f64>() / tail.len() as f64).sqrt();
+    assert!((rms - 5657.0).abs() < 600.0, "rms {rms}");
+}
+
+#[test]
+fn in_band_copies_of_rfc4733_digits_are_not_reported_twice() {
+    // A gateway that sends both: telephone-event packets and the tones in the audio.
+    let mut pair = Pair::new(Some(101));
+    let six = DtmfDigit::from_char('6').unwrap_or_else(|| unreachable!());
+    pair.a.send_dtmf(six, 100);
+    for _ in 0..10 {
+        pair.step();
+    }
+    // Now in-band only (as if the gateway's event packets had come first, then audio tones).
+    let mut tones = Pair::new(None);
+    tones.a.send_dtmf(six, 100);
+    let mut in_band_packets = Vec::new();
+    for _ in 0..12 {
+        tones.now += Duration::from_millis(20);
+        if let Some(t) = tones.a.tick(tones.now) {
+            in_band_packets.push(t.payload.to_vec());
+        }
+    }
+    for packet in in_band_packets {
+        pair.now += Duration::from_millis(20);
+        let mut rewritten = packet.clone();
+        rewritten[8..12].copy_from_slice(&0xAu32.to_be_bytes());
+        // Continue A's sequence numbers so B plays these packets.
+        let sequence = u16::from_be_bytes([packet[2], packet[3]]).wrapping_add(15);
+        rewritten[2..4].copy_from_slice(&sequence.to_be_bytes());
+        let _ = pair.b.handle_rtp(pair.now, pair.a_addr, &rewritten);
+        let _ = pair.b.tick(pair.now);
+    }
+    let presses = Pair::events(&mut pair.b)
+        .into_iter()
+        .filter(|e| matches!(e, MediaEvent::Dtmf(DtmfEvent::Pressed { .. })))
+        .count();
+    assert_eq!(presses, 1);
+}
+
+#[test]
+fn goodbye_is_a_valid_compound_rtcp_bye() {
+    let mut pair = Pair::new(Some(101));
+    pair.step();
+    let bye = pair
+        .a
+        .goodbye()
+        .map(|t| t.payload.to_vec())
+        .unwrap_or_default();
+    assert_eq!(bye[1], 201, "starts with a receiver report");
+    assert!(
+        pair.b
+            .handle_rtcp(pair.now, addr("127.0.0.1:4001"), &bye)
+            .is_ok()
+    );
+    assert!(Pair::events(&mut pair.b).contains(&MediaEvent::RemoteGoodbye));
+}
+
+#[test]
+fn marker_bit_flags_stream_start_and_new_prompts_only() {
+    let mut pair = Pair::new(Some(101));
+    let mut markers = Vec::new();
+    for k in 0..6 {
+        if k == 3 {
+            pair.a
+                .play(Playlist::new(vec![tone_prompt(700.0, 10)]), false);
+        }
+        pair.now += Duration::from_millis(20);
+        let marker = pair.a.tick(pair.now).map(|t| t.payload[1] & 0x80 != 0);
+        markers.push(marker.unwrap_or(false));
+    }
+    assert_eq!(markers, [true, false, false, true, false, false]);
 }

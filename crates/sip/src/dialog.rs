@@ -15,6 +15,26 @@ pub struct DialogId {
     pub remote_tag: String,
 }
 
+impl DialogId {
+    /// The dialog an incoming in-dialog request belongs to, from our side (To tag is ours).
+    pub fn of_incoming_request(request: &Message) -> Option<DialogId> {
+        Some(DialogId {
+            call_id: request.call_id()?.to_string(),
+            local_tag: request.to_tag()?,
+            remote_tag: request.from_tag()?,
+        })
+    }
+
+    /// The dialog a response to one of our requests belongs to (From tag is ours).
+    pub fn of_response(response: &Message) -> Option<DialogId> {
+        Some(DialogId {
+            call_id: response.call_id()?.to_string(),
+            local_tag: response.from_tag()?,
+            remote_tag: response.to_tag()?,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Uac,
@@ -193,10 +213,10 @@ impl Dialog {
                 rr.reverse();
                 self.route_set = rr;
             }
-            if code < 300 {
-                if let Some(target) = contact_uri(response) {
-                    self.remote_target = target;
-                }
+            if code < 300
+                && let Some(target) = contact_uri(response)
+            {
+                self.remote_target = target;
             }
         }
     }
@@ -221,17 +241,17 @@ impl Dialog {
         }
         let (seq, method) = request.cseq()?;
         if method != Method::Ack && method != Method::Cancel {
-            if let Some(last) = self.remote_seq {
-                if seq <= last {
-                    return Err(DialogError::OutOfOrder { got: seq, last });
-                }
+            if let Some(last) = self.remote_seq
+                && seq <= last
+            {
+                return Err(DialogError::OutOfOrder { got: seq, last });
             }
             self.remote_seq = Some(seq);
         }
-        if matches!(method, Method::Invite | Method::Update) {
-            if let Some(target) = contact_uri(request) {
-                self.remote_target = target;
-            }
+        if matches!(method, Method::Invite | Method::Update)
+            && let Some(target) = contact_uri(request)
+        {
+            self.remote_target = target;
         }
         if method == Method::Bye {
             self.state = DialogState::Terminated;
@@ -247,10 +267,13 @@ impl Dialog {
             .and_then(|r| NameAddr::parse(r).ok())
             .is_some_and(|r| !r.uri.to_ascii_lowercase().contains(";lr"));
         let (uri, routes): (String, Vec<String>) = if first_is_strict {
-            let first = NameAddr::parse(&self.route_set[0])
+            let first = self
+                .route_set
+                .first()
+                .and_then(|r| NameAddr::parse(r).ok())
                 .map(|r| r.uri)
                 .unwrap_or_default();
-            let mut rest: Vec<String> = self.route_set[1..].to_vec();
+            let mut rest: Vec<String> = self.route_set.iter().skip(1).cloned().collect();
             rest.push(format!("<{}>", self.remote_target));
             (first, rest)
         } else {
@@ -387,6 +410,7 @@ Record-Route: <sip:127.0.0.9;lr>, <sip:127.0.0.8;lr>\r\nContent-Length: 0\r\n\r\
         assert_eq!(ok.header_entries("Record-Route").len(), 2);
         assert_eq!(d.state, DialogState::Confirmed);
         let bye = d.request(Method::Bye);
+        assert_eq!(DialogId::of_response(&bye), Some(d.id.clone()));
         assert_eq!(bye.request_uri(), Some("sip:alice@127.0.0.2:5070"));
         assert_eq!(
             bye.header_entries("Route"),

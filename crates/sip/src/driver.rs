@@ -22,6 +22,11 @@ use crate::endpoint::{Endpoint, EndpointConfig, EndpointError, Event, Transactio
 use crate::msg::{Limits, Message};
 use crate::transport::{Peer, StreamFramer, TransportKind};
 
+/// Accepted stream connections at once; more wait in the listen backlog.
+pub const MAX_STREAM_CONNECTIONS: usize = 4096;
+/// A stream connection with no traffic either way for this long is closed.
+pub const STREAM_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// A socket to listen on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listen {
@@ -470,7 +475,12 @@ async fn tcp_acceptor(
     limits: Limits,
     inbound: mpsc::Sender<Inbound>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_STREAM_CONNECTIONS));
     loop {
+        // Bound the connections a peer (or many) can hold open.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         match listener.accept().await {
             Ok((stream, remote)) => {
                 let (writer, queue) = mpsc::unbounded_channel();
@@ -481,15 +491,20 @@ async fn tcp_acceptor(
                 {
                     return;
                 }
-                tokio::spawn(serve_connection(
-                    stream,
-                    TransportKind::Tcp,
-                    local,
-                    remote,
-                    limits,
-                    queue,
-                    inbound.clone(),
-                ));
+                let inbound = inbound.clone();
+                tokio::spawn(async move {
+                    serve_connection(
+                        stream,
+                        TransportKind::Tcp,
+                        local,
+                        remote,
+                        limits,
+                        queue,
+                        inbound,
+                    )
+                    .await;
+                    drop(slot);
+                });
             }
             Err(error) => {
                 tracing::warn!(%error, "TCP accept failed");
@@ -557,9 +572,16 @@ async fn serve_connection<S>(
     let mut framer = StreamFramer::new(limits);
     let mut buffer = vec![0u8; 16 * 1024];
     let mut undelivered = Vec::new();
+    let idle = tokio::time::sleep(STREAM_IDLE_TIMEOUT);
+    tokio::pin!(idle);
     loop {
         tokio::select! {
+            _ = &mut idle => {
+                tracing::debug!(%remote, "closing idle stream connection");
+                break;
+            }
             read = reader.read(&mut buffer) => {
+                idle.as_mut().reset(tokio::time::Instant::now() + STREAM_IDLE_TIMEOUT);
                 let len = match read {
                     Ok(0) | Err(_) => break,
                     Ok(len) => len,
@@ -589,6 +611,7 @@ async fn serve_connection<S>(
             }
             outgoing = queue.recv() => {
                 let Some(outgoing) = outgoing else { break };
+                idle.as_mut().reset(tokio::time::Instant::now() + STREAM_IDLE_TIMEOUT);
                 if writer.write_all(&outgoing.bytes).await.is_err() {
                     undelivered.extend(outgoing.transaction);
                     break;

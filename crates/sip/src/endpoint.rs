@@ -281,16 +281,16 @@ impl Endpoint {
             });
             return;
         }
-        if let Some((at, interval)) = entry.next {
-            if at <= now {
-                self.transmits.push_back(Transmit {
-                    peer: entry.peer,
-                    bytes: entry.bytes.clone(),
-                    transaction: Some(id),
-                });
-                let next = (interval * 2).min(self.config.timers.t2);
-                entry.next = Some((now + next, next));
-            }
+        if let Some((at, interval)) = entry.next
+            && at <= now
+        {
+            self.transmits.push_back(Transmit {
+                peer: entry.peer,
+                bytes: entry.bytes.clone(),
+                transaction: Some(id),
+            });
+            let next = (interval * 2).min(self.config.timers.t2);
+            entry.next = Some((now + next, next));
         }
         let wake = match entry.next {
             Some((at, _)) => at.min(entry.deadline),
@@ -424,6 +424,7 @@ impl Endpoint {
             TransactionKind::NonInviteServer
         };
         let id = self.allocate_id();
+        tracing::debug!(parent: &span, "request received");
         let tx = Transaction::new_server(kind, request.clone(), peer, self.config.timers, span);
         self.transactions.insert(id, tx);
         self.server_index.insert(key.clone(), id);
@@ -434,18 +435,18 @@ impl Endpoint {
         }
 
         // Merged request (RFC 3261 §8.2.2.2): same From tag, Call-ID and CSeq, other branch.
-        if request.to_tag().is_none() {
-            if let (Some(from_tag), Ok((seq, _))) = (request.from_tag(), request.cseq()) {
-                let merge_key = (from_tag, call_id.clone(), seq, method.as_str().to_string());
-                if let Some(other) = self.merge_index.get(&merge_key) {
-                    if self.transactions.contains_key(other) {
-                        let _ = self.respond_with(now, id, 482, "Loop Detected");
-                        return;
-                    }
-                }
-                self.merge_index.insert(merge_key.clone(), id);
-                self.keys.entry(id).or_default().merge = Some(merge_key);
+        if request.to_tag().is_none()
+            && let (Some(from_tag), Ok((seq, _))) = (request.from_tag(), request.cseq())
+        {
+            let merge_key = (from_tag, call_id.clone(), seq, method.as_str().to_string());
+            if let Some(other) = self.merge_index.get(&merge_key)
+                && self.transactions.contains_key(other)
+            {
+                let _ = self.respond_with(now, id, 482, "Loop Detected");
+                return;
             }
+            self.merge_index.insert(merge_key.clone(), id);
+            self.keys.entry(id).or_default().merge = Some(merge_key);
         }
         if method != Method::Options && request.max_forwards().ok().flatten() == Some(0) {
             let _ = self.respond_with(now, id, 483, "Too Many Hops");
@@ -472,10 +473,10 @@ impl Endpoint {
                 return;
             }
         }
-        if let (Some(call_id), Ok((seq, _))) = (request.call_id(), request.cseq()) {
-            if let Some(id) = self.unacked_index.remove(&(call_id.to_string(), seq)) {
-                self.unacked.remove(&id);
-            }
+        if let (Some(call_id), Ok((seq, _))) = (request.call_id(), request.cseq())
+            && let Some(id) = self.unacked_index.remove(&(call_id.to_string(), seq))
+        {
+            self.unacked.remove(&id);
         }
         self.events.push_back(Event::Ack { request, peer });
     }
@@ -510,6 +511,7 @@ impl Endpoint {
         };
         let mut actions = Vec::new();
         if let Some(tx) = self.transactions.get_mut(&id) {
+            tracing::debug!(parent: &tx.span, code = response.status(), "response received");
             tx.on_response(now, response, &mut actions);
         }
         self.apply(id, actions);
@@ -571,6 +573,7 @@ impl Endpoint {
         };
         let bytes = Bytes::from(request.to_bytes());
         let id = self.allocate_id();
+        tracing::debug!(parent: &span, "request sent");
         let (tx, first) =
             Transaction::new_client(kind, request, bytes, peer, self.config.timers, now, span);
         self.transactions.insert(id, tx);
@@ -690,6 +693,7 @@ impl Endpoint {
         let mut actions = Vec::new();
         tx.send_response(now, code, bytes.clone(), &mut actions)
             .map_err(EndpointError::WrongState)?;
+        tracing::debug!(parent: &tx.span, code, "response sent");
         let is_invite_success =
             tx.kind == TransactionKind::InviteServer && (200..300).contains(&code);
         let peer = tx.peer;

@@ -189,24 +189,20 @@ impl Via {
             name: "Via",
             reason: reason.to_string(),
         };
-        // LWS is allowed around the slashes of sent-protocol (RFC 4475 wsinv).
-        let mut compact = String::with_capacity(value.len());
-        let mut chars = value.trim().chars().peekable();
-        while let Some(c) = chars.next() {
-            if c.is_whitespace() {
-                let mut lookahead = chars.clone();
-                while lookahead.peek().is_some_and(|n| n.is_whitespace()) {
-                    lookahead.next();
-                }
-                if compact.ends_with('/') || lookahead.peek() == Some(&'/') {
-                    chars = lookahead;
-                    continue;
-                }
-            }
-            compact.push(c);
-        }
+        // LWS is allowed around the slashes of sent-protocol (RFC 4475 wsinv); the common
+        // case has none and is not copied.
+        let value = value.trim();
+        let needs_compacting = value.as_bytes().windows(2).any(|w| {
+            (w[0] == b'/' && w[1].is_ascii_whitespace())
+                || (w[1] == b'/' && w[0].is_ascii_whitespace())
+        });
+        let compact: std::borrow::Cow<'_, str> = if needs_compacting {
+            std::borrow::Cow::Owned(compact_slashes(value))
+        } else {
+            std::borrow::Cow::Borrowed(value)
+        };
         let (protocol, rest) = compact
-            .split_once(|c: char| c == ' ' || c == '\t')
+            .split_once([' ', '\t'])
             .ok_or_else(|| bad("no sent-by"))?;
         let mut parts = protocol.split('/').map(str::trim);
         let (name, version, transport) = (parts.next(), parts.next(), parts.next());
@@ -215,11 +211,9 @@ impl Via {
                 if n.eq_ignore_ascii_case("SIP") && v == "2.0" && !t.is_empty() =>
             {
                 let mut pieces = split_outside_quotes(rest, ';').into_iter();
-                let sent_by = pieces.next().unwrap_or_default().trim().to_string();
-                let (host, port) = split_host_port(&sent_by).ok_or_else(|| bad("bad sent-by"))?;
-                let params = pieces
-                    .map(|p| parse_param(&p))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let sent_by = pieces.next().unwrap_or_default().trim();
+                let (host, port) = split_host_port(sent_by).ok_or_else(|| bad("bad sent-by"))?;
+                let params = pieces.map(parse_param).collect::<Result<Vec<_>, _>>()?;
                 Ok(Via {
                     transport: t.to_ascii_uppercase(),
                     host,
@@ -255,6 +249,26 @@ impl Via {
     pub fn sent_by(&self) -> String {
         format!("{}:{}", self.host, self.port.unwrap_or(5060))
     }
+}
+
+/// Removes whitespace next to '/' (sent-protocol with LWS).
+fn compact_slashes(value: &str) -> String {
+    let mut compact = String::with_capacity(value.len());
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_whitespace() {
+            let mut lookahead = chars.clone();
+            while lookahead.peek().is_some_and(|n| n.is_whitespace()) {
+                lookahead.next();
+            }
+            if compact.ends_with('/') || lookahead.peek() == Some(&'/') {
+                chars = lookahead;
+                continue;
+            }
+        }
+        compact.push(c);
+    }
+    compact
 }
 
 impl fmt::Display for Via {
@@ -329,7 +343,7 @@ impl NameAddr {
         let params = split_outside_quotes(rest, ';')
             .into_iter()
             .filter(|p| !p.trim().is_empty())
-            .map(|p| parse_param(&p))
+            .map(parse_param)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(NameAddr {
             display,
@@ -463,33 +477,37 @@ fn find_outside_quotes(text: &str, wanted: char) -> Option<usize> {
     None
 }
 
-/// Splits on `sep` outside quoted strings and angle brackets.
-pub fn split_outside_quotes(text: &str, sep: char) -> Vec<String> {
+/// Splits on `sep` outside quoted strings and angle brackets (no allocation per piece).
+pub fn split_outside_quotes(text: &str, sep: char) -> Vec<&str> {
+    let sep = sep as u32 as u8;
+    let bytes = text.as_bytes();
+    if !bytes.contains(&sep) {
+        return vec![text];
+    }
     let mut out = Vec::new();
-    let mut current = String::new();
+    let mut start = 0;
     let mut quoted = false;
     let mut escaped = false;
     let mut angle = 0u32;
-    for c in text.chars() {
+    // Every delimiter is ASCII, so byte positions are char boundaries.
+    for (i, &b) in bytes.iter().enumerate() {
         if escaped {
             escaped = false;
-            current.push(c);
             continue;
         }
-        match c {
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '<' if !quoted => angle += 1,
-            '>' if !quoted => angle = angle.saturating_sub(1),
-            c if c == sep && !quoted && angle == 0 => {
-                out.push(std::mem::take(&mut current));
-                continue;
+        match b {
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => angle += 1,
+            b'>' if !quoted => angle = angle.saturating_sub(1),
+            _ if b == sep && !quoted && angle == 0 => {
+                out.push(&text[start..i]);
+                start = i + 1;
             }
             _ => {}
         }
-        current.push(c);
     }
-    out.push(current);
+    out.push(&text[start..]);
     out
 }
 
@@ -567,13 +585,16 @@ const CANONICAL_NAMES: &[&str] = &[
 
 /// Expands compact forms and fixes the case of well-known names.
 pub fn canonical_name(name: &str) -> String {
-    if name.len() == 1 {
-        if let Some((_, full)) = COMPACT_NAMES
+    if name.len() == 1
+        && let Some((_, full)) = COMPACT_NAMES
             .iter()
             .find(|(short, _)| short.eq_ignore_ascii_case(name))
-        {
-            return (*full).to_string();
-        }
+    {
+        return (*full).to_string();
+    }
+    // Most peers already write canonical names: an exact match is a length check and memcmp.
+    if let Some(known) = CANONICAL_NAMES.iter().find(|known| **known == name) {
+        return (*known).to_string();
     }
     CANONICAL_NAMES
         .iter()
@@ -637,6 +658,14 @@ impl Message {
         let bytes = &bytes[start..];
         let (header_len, body_start) = find_header_end(bytes).ok_or(ParseError::Unterminated)?;
         let head = std::str::from_utf8(&bytes[..header_len]).map_err(|_| ParseError::NotUtf8)?;
+        // A CR anywhere but before LF would let a header smuggle a line into what we echo.
+        if head
+            .as_bytes()
+            .windows(2)
+            .any(|w| w[0] == b'\r' && w[1] != b'\n')
+        {
+            return Err(ParseError::HeaderLine("bare CR".into()));
+        }
         let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
         let start_line = lines.next().unwrap_or_default();
         if start_line.len() > limits.max_line_length {
@@ -712,15 +741,24 @@ impl Message {
 
     /// Structural checks every message we act on must pass.
     fn validate(&self) -> Result<(), ParseError> {
-        for name in SINGLE_HEADERS {
-            let mut values = self.header_all(name);
-            if let Some(first) = values.next() {
-                if values.any(|v| v != first) {
+        // One pass: the first value of each single-valued header, any different repeat is an error.
+        let mut first: [Option<&str>; SINGLE_HEADERS.len()] = [None; SINGLE_HEADERS.len()];
+        for h in &self.headers {
+            let Some(i) = SINGLE_HEADERS
+                .iter()
+                .position(|n| n.eq_ignore_ascii_case(&h.name))
+            else {
+                continue;
+            };
+            match first[i] {
+                None => first[i] = Some(&h.value),
+                Some(seen) if seen != h.value => {
                     return Err(ParseError::Header {
-                        name,
+                        name: SINGLE_HEADERS[i],
                         reason: "appears more than once".into(),
                     });
                 }
+                Some(_) => {}
             }
         }
         let via = self.top_via()?;
@@ -904,7 +942,7 @@ impl Message {
             .into_iter()
             .next()
             .unwrap_or_default();
-        Via::parse(&entry)
+        Via::parse(entry)
     }
 
     /// Rewrites the top Via (received/rport stamping).
@@ -914,15 +952,12 @@ impl Message {
             .iter_mut()
             .find(|h| h.name.eq_ignore_ascii_case("Via"))
         {
-            let mut entries = split_outside_quotes(&h.value, ',');
-            if let Some(first) = entries.first_mut() {
-                *first = via.to_string();
+            let mut value = via.to_string();
+            for entry in split_outside_quotes(&h.value, ',').iter().skip(1) {
+                value.push_str(", ");
+                value.push_str(entry.trim());
             }
-            h.value = entries
-                .iter()
-                .map(|e| e.trim())
-                .collect::<Vec<_>>()
-                .join(", ");
+            h.value = value;
         }
     }
 
@@ -968,11 +1003,11 @@ impl Message {
 
     /// Adds a tag to To when there is none (UAS answering a dialog-creating request).
     pub fn set_to_tag(&mut self, tag: &str) {
-        if let Ok(mut to) = self.to() {
-            if to.tag().is_none() {
-                to.set_param("tag", Some(tag));
-                self.set_header("To", to.to_string());
-            }
+        if let Ok(mut to) = self.to()
+            && to.tag().is_none()
+        {
+            to.set_param("tag", Some(tag));
+            self.set_header("To", to.to_string());
         }
     }
 
@@ -1054,7 +1089,16 @@ impl Message {
             }
             out.extend_from_slice(h.name.as_bytes());
             out.extend_from_slice(b": ");
-            out.extend_from_slice(h.value.as_bytes());
+            // Values built by the application never break the framing.
+            if h.value.bytes().any(|b| b == b'\r' || b == b'\n') {
+                out.extend(
+                    h.value
+                        .bytes()
+                        .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+                );
+            } else {
+                out.extend_from_slice(h.value.as_bytes());
+            }
             out.extend_from_slice(b"\r\n");
         }
         let _ = write!(out, "Content-Length: {}\r\n\r\n", self.body.len());
@@ -1214,16 +1258,25 @@ l: 0\r\n\r\n";
             Message::parse(&big),
             Err(ParseError::TooLarge { .. })
         ));
-        let many = INVITE.replace(
-            "Max-Forwards: 70\r\n",
-            &"X-A: 1\r\n".repeat(200).replace("X-A: 1\r\n", "X-A: 1\r\n"),
-        );
+        let many = INVITE.replace("Max-Forwards: 70\r\n", &"X-A: 1\r\n".repeat(200));
         assert!(matches!(
             Message::parse(many.as_bytes()),
             Err(ParseError::TooManyHeaders { .. })
         ));
         let mismatch = INVITE.replace("CSeq: 314159 INVITE", "CSeq: 314159 BYE");
         assert!(Message::parse(mismatch.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn bare_cr_in_a_header_is_rejected() {
+        let text = INVITE.replace(
+            "Call-ID: a84b4c76e66710@127.0.0.2",
+            "Call-ID: x\rInjected: 1",
+        );
+        assert!(matches!(
+            Message::parse(text.as_bytes()),
+            Err(ParseError::HeaderLine(_))
+        ));
     }
 
     #[test]

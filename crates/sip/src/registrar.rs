@@ -212,10 +212,10 @@ impl Registrar {
 
     fn new_nonce(&mut self, now: Instant) -> String {
         let nonce = format!("{:032x}", rand::rng().random::<u128>());
-        if self.nonce_order.len() >= MAX_NONCES {
-            if let Some(old) = self.nonce_order.pop_front() {
-                self.nonces.remove(&old);
-            }
+        if self.nonce_order.len() >= MAX_NONCES
+            && let Some(old) = self.nonce_order.pop_front()
+        {
+            self.nonces.remove(&old);
         }
         self.nonces.insert(
             nonce.clone(),
@@ -284,12 +284,12 @@ impl Registrar {
         now: Instant,
         request: &Message,
         source: IpAddr,
-    ) -> Result<String, Reply> {
+    ) -> Result<String, Box<Reply>> {
         if self.is_locked(now, source) {
-            return Err(Reply {
+            return Err(Box::new(Reply {
                 response: Self::forbidden(request, "Forbidden"),
                 outcome: Outcome::Refused { source },
-            });
+            }));
         }
         let method = request.method().map(|m| m.to_string()).unwrap_or_default();
         let credentials = request
@@ -304,12 +304,12 @@ impl Registrar {
                     .header_all("Authorization")
                     .all(|h| Credentials::parse(h).is_err());
             if malformed {
-                return Err(self.fail(now, request, source, String::new()));
+                return Err(Box::new(self.fail(now, request, source, String::new())));
             }
-            return Err(Reply {
+            return Err(Box::new(Reply {
                 response: self.challenge(now, request, false),
                 outcome: Outcome::Challenged { stale: false },
-            });
+            }));
         };
         let password = self
             .accounts
@@ -319,7 +319,12 @@ impl Registrar {
         let known_user = self.accounts.contains_key(&credentials.username);
         let correct = credentials.verify(&method, &password) && known_user;
         if !correct {
-            return Err(self.fail(now, request, source, credentials.username));
+            return Err(Box::new(self.fail(
+                now,
+                request,
+                source,
+                credentials.username,
+            )));
         }
         let ttl = self.config.nonce_ttl;
         let fresh = match self.nonces.get_mut(&credentials.nonce) {
@@ -327,7 +332,12 @@ impl Registrar {
                 match credentials.nc {
                     Some(nc) if nc <= state.last_nc => {
                         // Replayed nonce-count.
-                        return Err(self.fail(now, request, source, credentials.username));
+                        return Err(Box::new(self.fail(
+                            now,
+                            request,
+                            source,
+                            credentials.username,
+                        )));
                     }
                     Some(nc) => state.last_nc = nc,
                     None => {}
@@ -338,10 +348,10 @@ impl Registrar {
         };
         if !fresh {
             // Right password, old or unknown nonce (expired, or issued before a restart).
-            return Err(Reply {
+            return Err(Box::new(Reply {
                 response: self.challenge(now, request, true),
                 outcome: Outcome::Challenged { stale: true },
-            });
+            }));
         }
         self.failures.remove(&source);
         Ok(credentials.username)
@@ -370,7 +380,7 @@ impl Registrar {
     pub fn handle_register(&mut self, now: Instant, request: &Message, source: Peer) -> Reply {
         let user = match self.authenticate(now, request, source.remote.ip()) {
             Ok(user) => user,
-            Err(reply) => return reply,
+            Err(reply) => return *reply,
         };
         match self.update_bindings(now, request, &user, source) {
             Ok(count) => {

@@ -186,39 +186,39 @@ impl Transaction {
     }
 
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Action>) {
-        if let Some((name, at, interval)) = self.retransmit {
-            if at <= now {
-                let bytes = match self.kind {
-                    TransactionKind::InviteServer => self.last_response.clone(),
-                    _ => Some(self.request_bytes.clone()),
-                };
-                if let Some(bytes) = bytes {
-                    tracing::trace!(parent: &self.span, timer = ?name, "retransmit");
-                    out.push(Action::Send(bytes));
-                }
-                let next = match (self.kind, self.state) {
-                    // Timer A doubles without a cap (RFC 3261 §17.1.1.2).
-                    (TransactionKind::InviteClient, _) => interval * 2,
-                    // Timer E in Proceeding fires every T2.
-                    (TransactionKind::NonInviteClient, State::Proceeding) => self.timers.t2,
-                    _ => (interval * 2).min(self.timers.t2),
-                };
-                self.retransmit = Some((name, now + next, next));
+        if let Some((name, at, interval)) = self.retransmit
+            && at <= now
+        {
+            let bytes = match self.kind {
+                TransactionKind::InviteServer => self.last_response.clone(),
+                _ => Some(self.request_bytes.clone()),
+            };
+            if let Some(bytes) = bytes {
+                tracing::trace!(parent: &self.span, timer = ?name, "retransmit");
+                out.push(Action::Send(bytes));
             }
+            let next = match (self.kind, self.state) {
+                // Timer A doubles without a cap (RFC 3261 §17.1.1.2).
+                (TransactionKind::InviteClient, _) => interval * 2,
+                // Timer E in Proceeding fires every T2.
+                (TransactionKind::NonInviteClient, State::Proceeding) => self.timers.t2,
+                _ => (interval * 2).min(self.timers.t2),
+            };
+            self.retransmit = Some((name, now + next, next));
         }
-        if let Some((name, at)) = self.deadline {
-            if at <= now {
-                self.deadline = None;
-                self.retransmit = None;
-                match name {
-                    TimerName::B | TimerName::F | TimerName::H => {
-                        tracing::debug!(parent: &self.span, timer = ?name, "transaction timed out");
-                        out.push(Action::TimedOut(name));
-                    }
-                    _ => tracing::trace!(parent: &self.span, timer = ?name, "transaction ends"),
+        if let Some((name, at)) = self.deadline
+            && at <= now
+        {
+            self.deadline = None;
+            self.retransmit = None;
+            match name {
+                TimerName::B | TimerName::F | TimerName::H => {
+                    tracing::debug!(parent: &self.span, timer = ?name, "transaction timed out");
+                    out.push(Action::TimedOut(name));
                 }
-                self.state = State::Terminated;
+                _ => tracing::trace!(parent: &self.span, timer = ?name, "transaction ends"),
             }
+            self.state = State::Terminated;
         }
     }
 
@@ -253,17 +253,15 @@ impl Transaction {
                 }
             }
             (TransactionKind::InviteClient, State::Completed) => {
-                if code >= 300 {
-                    if let Some(ack) = &self.ack {
-                        out.push(Action::Send(ack.clone()));
-                    }
+                if code >= 300
+                    && let Some(ack) = &self.ack
+                {
+                    out.push(Action::Send(ack.clone()));
                 }
             }
-            (TransactionKind::InviteClient, State::Accepted) => {
-                if (200..300).contains(&code) {
-                    // Retransmitted 2xx: the TU (dialog) sends the ACK again.
-                    out.push(Action::Deliver(response));
-                }
+            (TransactionKind::InviteClient, State::Accepted) if (200..300).contains(&code) => {
+                // Retransmitted 2xx: the TU (dialog) sends the ACK again.
+                out.push(Action::Deliver(response));
             }
             (TransactionKind::NonInviteClient, State::Trying | State::Proceeding) => {
                 if code < 200 {

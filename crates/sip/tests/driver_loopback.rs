@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use santral_sip::client::{
-    CallConfig, CallEvent, Credentials, OutgoingCall, Registration, RegistrationConfig,
-    RegistrationEvent,
+    CallConfig, CallEvent, Credentials, OutgoingCall, RegistrationConfig, RegistrationEvent,
+    RegistrationState,
 };
 use santral_sip::driver::{self, Listen, SipEvents, SipHandle};
 use santral_sip::registrar::{Registrar, RegistrarConfig};
+use santral_sip::user_agent::RegistrationTask;
 use santral_sip::{EndpointConfig, Event, Message, Method, TransportKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
@@ -56,40 +57,50 @@ fn spawn_registrar(handle: SipHandle, mut events: SipEvents) -> tokio::task::Joi
 async fn register_once(transport: TransportKind, server: SocketAddr) -> u32 {
     let (client, mut events) = start(&[(transport, "127.0.0.1:0")]).await;
     let local = client.local_addr(transport).unwrap();
-    let mut registration = Registration::new(
-        RegistrationConfig {
-            registrar_uri: format!("sip:{server}"),
-            aor: format!("sip:2001@{}", server.ip()),
-            contact: format!("sip:2001@{local}"),
-            expires: 120,
-            credentials: Credentials {
-                username: "2001".into(),
-                password: "secret2001".into(),
-            },
-            retry_after: Duration::from_secs(30),
+    let config = RegistrationConfig {
+        registrar_uri: format!("sip:{server}"),
+        aor: format!("sip:2001@{}", server.ip()),
+        contact: format!("sip:2001@{local}"),
+        expires: 120,
+        credentials: Credentials {
+            username: "2001".into(),
+            password: "secret2001".into(),
         },
-        Instant::now(),
-    );
-    let mut request = registration.poll_request(Instant::now()).unwrap();
-    client
-        .send_request(request.clone(), transport, server)
-        .await
-        .unwrap();
+        retry_after: Duration::from_secs(30),
+    };
+    let mut task = RegistrationTask::new(config, transport, server, Instant::now());
+    task.poll(&client, Instant::now()).await.unwrap();
     for _ in 0..4 {
         let event = timeout(WAIT, events.next()).await.unwrap().unwrap();
-        let Event::Response { response, .. } = event else {
-            panic!("unexpected {event:?}");
-        };
-        match registration.handle_response(Instant::now(), &request, &response) {
-            RegistrationEvent::Send(next) => {
-                request = next;
-                client
-                    .send_request(request.clone(), transport, server)
-                    .await
-                    .unwrap();
+        match task
+            .handle_event(&client, &event, Instant::now())
+            .await
+            .unwrap()
+        {
+            Some(RegistrationEvent::Registered { expires }) => {
+                assert!(matches!(task.state(), RegistrationState::Registered { .. }));
+                // Refresh due at 80 % of the granted time.
+                let wake = task.next_wake().unwrap();
+                assert!(wake > Instant::now() + Duration::from_secs(90));
+                // Unregistering is challenged too, then accepted.
+                task.unregister(&client).await.unwrap();
+                let mut outcome = None;
+                for _ in 0..4 {
+                    let event = timeout(WAIT, events.next()).await.unwrap().unwrap();
+                    outcome = task
+                        .handle_event(&client, &event, Instant::now())
+                        .await
+                        .unwrap();
+                    if outcome.is_some() {
+                        break;
+                    }
+                }
+                assert_eq!(outcome, Some(RegistrationEvent::Unregistered));
+                assert_eq!(task.state(), RegistrationState::Unregistered);
+                return expires;
             }
-            RegistrationEvent::Registered { expires } => return expires,
-            other => panic!("registration failed: {other:?}"),
+            Some(other) => panic!("registration failed: {other:?}"),
+            None => {}
         }
     }
     panic!("no final answer")
@@ -234,4 +245,177 @@ async fn outgoing_call_is_cancelled() {
     assert!(statuses.contains(&("INVITE".to_string(), 487)));
     let seen = timeout(WAIT, callee_task).await.unwrap().unwrap();
     assert_eq!(seen, vec!["invite", "cancelled"]);
+}
+
+/// A whole call between two drivers on loopback: INVITE challenged with 401 and answered with
+/// digest, 180, 200 with SDP, ACK (its own transaction, stopping the 2xx retransmissions),
+/// re-INVITE for hold, INFO, and BYE, every in-dialog request checked by the callee's dialog.
+#[tokio::test]
+async fn call_with_digest_dialog_reinvite_info_and_bye() {
+    use bytes::Bytes;
+    use santral_sip::dialog::Dialog;
+
+    let (callee, mut callee_events) = start(&[(TransportKind::Udp, "127.0.0.1:0")]).await;
+    let callee_addr = callee.local_addr(TransportKind::Udp).unwrap();
+    let callee_task = tokio::spawn(async move {
+        let mut auth = Registrar::new(
+            RegistrarConfig {
+                realm: "agents".into(),
+                ..RegistrarConfig::default()
+            },
+            [("santral".to_string(), "trunk-secret".to_string())],
+        );
+        let mut dialog: Option<Dialog> = None;
+        let mut log = Vec::new();
+        while let Some(event) = timeout(WAIT, callee_events.next()).await.ok().flatten() {
+            match event {
+                Event::Request { id, request, peer } => {
+                    let method = request.method().cloned().unwrap();
+                    log.push(method.to_string());
+                    let response = match (&mut dialog, method) {
+                        (None, Method::Invite) => {
+                            match auth.authenticate(Instant::now(), &request, peer.remote.ip()) {
+                                Err(reply) => reply.response,
+                                Ok(user) => {
+                                    log.push(format!("authenticated {user}"));
+                                    let mut d = Dialog::from_uas(
+                                        &request,
+                                        "callee-tag",
+                                        &format!("sip:2001@{callee_addr}"),
+                                    )
+                                    .unwrap();
+                                    let ringing = d.response(&request, 180, "Ringing");
+                                    callee.respond(id, ringing).await.unwrap();
+                                    let mut ok = d.response(&request, 200, "OK");
+                                    ok.push_header("Content-Type", "application/sdp");
+                                    ok.body = Bytes::from_static(b"v=0\r\na=sendrecv\r\n");
+                                    dialog = Some(d);
+                                    ok
+                                }
+                            }
+                        }
+                        (Some(d), _) => match d.handle_request(&request) {
+                            Ok(()) => d.response(&request, 200, "OK"),
+                            Err(e) => Message::response_to(&request, e.status(), "Dialog error"),
+                        },
+                        (None, _) => Message::response_to(&request, 481, "No dialog"),
+                    };
+                    callee.respond(id, response).await.unwrap();
+                    if request.method() == Some(&Method::Bye) {
+                        return log;
+                    }
+                }
+                Event::Ack { request, .. } => {
+                    if let Some(d) = &mut dialog {
+                        assert!(d.matches(&request), "ACK belongs to the dialog");
+                    }
+                    log.push("ACK".into());
+                }
+                _ => {}
+            }
+        }
+        log
+    });
+
+    let (caller, mut events) = start(&[(TransportKind::Udp, "127.0.0.1:0")]).await;
+    let local = caller.local_addr(TransportKind::Udp).unwrap();
+    let (mut call, mut invite) = OutgoingCall::new(CallConfig {
+        target: format!("sip:2001@{callee_addr}"),
+        from: format!("sip:santral@{}", local.ip()),
+        to: format!("sip:2001@{}", callee_addr.ip()),
+        contact: format!("sip:santral@{local}"),
+        sdp: Some(Bytes::from_static(b"v=0\r\na=sendrecv\r\n")),
+        credentials: Some(Credentials {
+            username: "santral".into(),
+            password: "trunk-secret".into(),
+        }),
+    });
+    caller
+        .send_request(invite.clone(), TransportKind::Udp, callee_addr)
+        .await
+        .unwrap();
+    let mut answered_sdp = None;
+    for _ in 0..20 {
+        let event = timeout(WAIT, events.next()).await.unwrap().unwrap();
+        let Event::Response { response, .. } = event else {
+            continue;
+        };
+        match call.handle_response(&invite, &response) {
+            Some(CallEvent::Resend(next)) => {
+                invite = next;
+                caller
+                    .send_request(invite.clone(), TransportKind::Udp, callee_addr)
+                    .await
+                    .unwrap();
+            }
+            Some(CallEvent::Answered { ack, sdp }) => {
+                let hop = call.dialog().and_then(|d| d.next_hop()).unwrap();
+                assert_eq!(hop, callee_addr, "remote target from the callee's Contact");
+                caller.send_stateless(ack, TransportKind::Udp, hop).unwrap();
+                answered_sdp = Some(sdp);
+                break;
+            }
+            Some(CallEvent::Failed { status }) => panic!("call failed with {status}"),
+            _ => {}
+        }
+    }
+    assert_eq!(answered_sdp.as_deref(), Some(&b"v=0\r\na=sendrecv\r\n"[..]));
+
+    // In-dialog requests: hold (re-INVITE + ACK), INFO, then BYE.
+    let hop = callee_addr;
+    let dialog = call.dialog_mut().unwrap();
+    let hold = dialog.reinvite(Bytes::from_static(b"v=0\r\na=sendonly\r\n"));
+    let hold_seq = hold.cseq().unwrap().0;
+    let info = dialog.info(
+        "application/dtmf-relay",
+        Bytes::from_static(b"Signal=5\r\nDuration=160\r\n"),
+    );
+    for request in [hold, info] {
+        let method = request.method().cloned().unwrap();
+        caller
+            .send_request(request, TransportKind::Udp, hop)
+            .await
+            .unwrap();
+        loop {
+            let event = timeout(WAIT, events.next()).await.unwrap().unwrap();
+            if let Event::Response { response, .. } = event
+                && response.cseq().unwrap().1 == method
+                && response.status() == Some(200)
+            {
+                break;
+            }
+        }
+        if method == Method::Invite {
+            let ack = call.dialog().unwrap().ack(hold_seq);
+            caller.send_stateless(ack, TransportKind::Udp, hop).unwrap();
+        }
+    }
+    let bye = call.bye().unwrap();
+    caller
+        .send_request(bye, TransportKind::Udp, hop)
+        .await
+        .unwrap();
+    loop {
+        let event = timeout(WAIT, events.next()).await.unwrap().unwrap();
+        if let Event::Response { response, .. } = event
+            && response.cseq().unwrap().1 == Method::Bye
+        {
+            assert_eq!(response.status(), Some(200));
+            break;
+        }
+    }
+    let log = timeout(WAIT, callee_task).await.unwrap().unwrap();
+    assert_eq!(
+        log,
+        vec![
+            "INVITE",
+            "INVITE",
+            "authenticated santral",
+            "ACK",
+            "INVITE",
+            "ACK",
+            "INFO",
+            "BYE"
+        ]
+    );
 }

@@ -475,3 +475,48 @@ fn malformed_request_gets_400_with_reason() {
     deliver(&mut ep, Instant::now(), p, b"\x00\xffhello");
     assert_eq!(ep.poll_transmit(), None);
 }
+
+#[test]
+fn timers_follow_configured_t1_t2_t4() {
+    let config = EndpointConfig {
+        timers: santral_sip::Timers {
+            t1: Duration::from_millis(100),
+            t2: Duration::from_millis(300),
+            t4: Duration::from_millis(700),
+        },
+        ..EndpointConfig::default()
+    };
+    let mut ep = Endpoint::new(config.clone());
+    let t0 = Instant::now();
+    let id = ep
+        .send_request(t0, request(Method::Options), peer(TransportKind::Udp))
+        .unwrap();
+    let (sent, events) = run(&mut ep, t0, Duration::from_secs(60));
+    // E: 100, +200, then capped at T2 = 300 ms; F at 64·T1 = 6.4 s.
+    let expected: Vec<u64> = [100u64, 300]
+        .into_iter()
+        .chain((0..20).map(|i| 600 + 300 * i))
+        .filter(|t| *t < 6400)
+        .collect();
+    assert_eq!(sent, ms(&expected));
+    assert_eq!(
+        events,
+        vec![(
+            Duration::from_millis(6400),
+            Event::Timeout {
+                id,
+                timer: TimerName::F
+            }
+        )]
+    );
+
+    // Timer K = T4 after a final response.
+    let mut ep = Endpoint::new(config);
+    let p = peer(TransportKind::Udp);
+    let id = ep.send_request(t0, request(Method::Options), p).unwrap();
+    let ok = response_for(&mut ep, 200);
+    deliver(&mut ep, t0, p, &ok);
+    assert_eq!(ep.poll_timeout(), Some(t0 + Duration::from_millis(700)));
+    ep.handle_timeout(t0 + Duration::from_millis(700));
+    assert_eq!(ep.transaction_state(id), None);
+}
