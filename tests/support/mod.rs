@@ -85,7 +85,11 @@ impl Santral {
             .current_dir(repo_root())
             .args(["serve", "--config"])
             .arg(&config)
-            .env("RUST_LOG", "info")
+            // SANTRAL_TEST_LOG raises the server's log detail when a test needs a closer look.
+            .env(
+                "RUST_LOG",
+                std::env::var("SANTRAL_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -196,4 +200,35 @@ pub fn sipp(scenario: &str, transport: &str, server_port: u16, extra: &[&str]) -
         let _ = std::io::Read::read_to_string(&mut err, &mut output);
     }
     (status.is_some_and(|s| s.success()), output)
+}
+
+/// Starts SIPp with `args` (run from tests/sipp/) without waiting; the caller collects it with
+/// [`wait_sipp`].
+pub fn spawn_sipp(args: &[String]) -> Child {
+    Command::new("sipp")
+        .current_dir(sipp_dir())
+        .args(args)
+        .args(["-nostdin", "-timeout", "30", "-timeout_error"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipp is required for this test (Debian: apt-get install sip-tester)")
+}
+
+/// Waits (bounded) for a SIPp started with [`spawn_sipp`]; returns success and its stderr.
+pub fn wait_sipp(mut child: Child, timeout: Duration) -> (bool, String) {
+    let status = wait_bounded(&mut child, timeout);
+    let mut output = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut err, &mut output);
+    }
+    (status.is_some_and(|s| s.success()), output)
+}
+
+/// GET `url` and parse JSON.
+pub fn get_json(url: &str) -> serde_json::Value {
+    reqwest::blocking::get(url)
+        .unwrap_or_else(|err| panic!("GET {url}: {err}"))
+        .json()
+        .unwrap_or_else(|err| panic!("GET {url}: not JSON: {err}"))
 }

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use santral_acd::config::{AcdConfig, AgentConfig, SkillRequirement, Strategy};
-use santral_acd::{Acd, AgentStatus, Input, Output};
+use santral_acd::{Acd, AgentStatus, CallId, CallJoin, Input, Output};
 use tokio::sync::mpsc;
 
+use crate::call::CallInput;
 use crate::config::{Config, LoginMode};
 use crate::live::{
-    AgentCommand, AgentCommandError, AgentLive, AgentRequest, LiveEvent, LivePublisher, QueueLive,
-    Snapshot,
+    AgentCommand, AgentCommandError, AgentLive, AgentRequest, LiveCall, LiveEvent, LivePublisher,
+    QueueLive, Snapshot,
 };
 use crate::storage::{AgentEvent, Store};
 
@@ -24,6 +25,25 @@ pub enum AgentsInput {
     Registered(String),
     /// The account lost its last registered contact (expired or unregistered).
     Unregistered(String),
+    /// A caller joins a queue; ACD decisions for it go to `call`.
+    Join {
+        join: CallJoin,
+        call: mpsc::Sender<CallInput>,
+    },
+    /// The caller left while waiting or ringing (hang-up or a flow exit).
+    CallerHungUp(CallId),
+    OfferAnswered(CallId, String),
+    /// The agent's phone refused, failed or was not reachable.
+    OfferRejected(CallId, String),
+    /// The talk part of an answered call ended: the agent goes to wrap-up.
+    CallEnded(CallId),
+    /// A call's live state for the wallboard.
+    CallUpdate(LiveCall),
+    /// A call is over.
+    CallGone {
+        call_id: String,
+        disposition: String,
+    },
 }
 
 /// Everything the task needs from the configuration.
@@ -132,6 +152,10 @@ struct AgentsTask {
     clock: WallClock,
     publisher: LivePublisher,
     store: Arc<dyn Store>,
+    /// Where each queued call's ACD decisions go.
+    calls: HashMap<CallId, mpsc::Sender<CallInput>>,
+    /// Calls in progress as the wallboard shows them, by SIP Call-ID.
+    live_calls: HashMap<String, LiveCall>,
 }
 
 /// The agent owner, ready to run: the ACD accepted its configuration and the first
@@ -160,6 +184,8 @@ pub fn start(
         clock: WallClock::new(),
         publisher,
         store,
+        calls: HashMap::new(),
+        live_calls: HashMap::new(),
     };
     task.publish_snapshot(now);
     Ok(AgentsOwner(task))
@@ -234,8 +260,68 @@ impl AgentsTask {
                     tracing::debug!(%err, agent = %id, "unregistration not applied");
                 }
             }
+            AgentsInput::Join { join, call } => {
+                let id = join.call;
+                self.calls.insert(id, call.clone());
+                if let Err(err) = self.apply(Input::CallJoin(join), now) {
+                    tracing::warn!(%err, "call could not join the queue");
+                    self.calls.remove(&id);
+                    let _ = call.try_send(CallInput::Left {
+                        reason: santral_acd::LeaveReason::NoAgents,
+                    });
+                }
+            }
+            AgentsInput::CallerHungUp(call) => {
+                let result = self.apply(Input::CallerHungUp { call }, now);
+                self.log_rejection(result);
+            }
+            AgentsInput::OfferAnswered(call, agent) => {
+                let agent = santral_acd::AgentId::new(agent);
+                let result = self.apply(Input::OfferAnswered { call, agent }, now);
+                self.log_rejection(result);
+            }
+            AgentsInput::OfferRejected(call, agent) => {
+                let agent = santral_acd::AgentId::new(agent);
+                let result = self.apply(Input::OfferRejected { call, agent }, now);
+                self.log_rejection(result);
+            }
+            AgentsInput::CallEnded(call) => {
+                let result = self.apply(Input::CallEnded { call }, now);
+                self.log_rejection(result);
+                self.calls.remove(&call);
+            }
+            AgentsInput::CallUpdate(live) => {
+                self.publisher.publish_event(LiveEvent::Call(live.clone()));
+                self.live_calls.insert(live.call_id.clone(), live);
+            }
+            AgentsInput::CallGone {
+                call_id,
+                disposition,
+            } => {
+                self.live_calls.remove(&call_id);
+                self.publisher.publish_event(LiveEvent::CallEnded {
+                    call_id,
+                    disposition,
+                });
+            }
         }
         self.publish_snapshot(now);
+    }
+
+    /// ACD refusals of call inputs are races (the call already left) worth a debug line only.
+    fn log_rejection(&self, result: Result<(), santral_acd::AcdError>) {
+        if let Err(err) = result {
+            tracing::debug!(%err, "ACD input not applied");
+        }
+    }
+
+    fn send_to_call(&mut self, call: CallId, input: CallInput) {
+        if let Some(sender) = self.calls.get(&call)
+            && sender.try_send(input).is_err()
+        {
+            tracing::warn!(%call, "call task is not listening; dropping it from the ACD");
+            self.calls.remove(&call);
+        }
     }
 
     fn handle_request(&mut self, request: AgentRequest, now: Instant) {
@@ -303,6 +389,25 @@ impl AgentsTask {
                     let live = self.agent_live(&id, change.at);
                     self.publisher.publish_event(LiveEvent::Agent(live));
                 }
+                Output::Offer(offer) => {
+                    let call = offer.call;
+                    self.send_to_call(call, CallInput::Offer(offer));
+                }
+                Output::CancelOffer { call, agent, .. } => {
+                    self.send_to_call(call, CallInput::CancelOffer { agent: agent.0 });
+                }
+                Output::CallLeft { call, reason, .. } => {
+                    // An answered or overflowed call stays the ACD's until it ends.
+                    let still_ours = matches!(
+                        reason,
+                        santral_acd::LeaveReason::Answered { .. }
+                            | santral_acd::LeaveReason::Overflow { .. }
+                    );
+                    self.send_to_call(call, CallInput::Left { reason });
+                    if !still_ours {
+                        self.calls.remove(&call);
+                    }
+                }
                 other => tracing::debug!(?other, "ACD output"),
             }
         }
@@ -367,7 +472,7 @@ impl AgentsTask {
             at: self.clock.ms(now),
             queues,
             agents,
-            calls: Vec::new(),
+            calls: self.live_calls.values().cloned().collect(),
         });
     }
 }

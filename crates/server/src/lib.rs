@@ -2,6 +2,7 @@
 //! and the ACD. This crate starts with the typed configuration every part reads.
 
 pub mod agents;
+pub mod call;
 pub mod config;
 pub mod http;
 pub mod live;
