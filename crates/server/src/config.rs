@@ -34,6 +34,8 @@ pub struct Config {
     pub sip: SipConfig,
     #[serde(default = "default_http")]
     pub http: HttpConfig,
+    #[serde(default = "default_media")]
+    pub media: MediaConfig,
     #[serde(default = "default_storage")]
     pub storage: StorageConfig,
     #[serde(default = "default_flows")]
@@ -191,6 +193,27 @@ pub struct HttpConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Address RTP is bound to and announced in SDP.
+    #[serde(default = "default_media_address")]
+    pub address: std::net::IpAddr,
+    /// RTP port range: even ports carry RTP, the next odd port RTCP.
+    #[serde(default = "default_media_rtp_ports")]
+    pub rtp_ports: PortRange,
+    /// Played to callers waiting in a queue, looped. None: silence.
+    #[serde(default = "default_media_music_on_hold")]
+    pub music_on_hold: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// SQLite database file (created when missing).
     #[serde(default = "default_storage_database")]
@@ -206,6 +229,9 @@ pub struct FlowsConfig {
     /// Directory of IVR flow files (`<name>.yaml`).
     #[serde(default = "default_flows_dir")]
     pub dir: PathBuf,
+    /// Customer data file for lookup steps (customer numbers, PINs, cards).
+    #[serde(default = "default_flows_customers")]
+    pub customers: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -352,6 +378,7 @@ default_from_embedded! {
     RegistrationConfig => "/sip/registration",
     SipTimers => "/sip/timers",
     HttpConfig => "/http",
+    MediaConfig => "/media",
     StorageConfig => "/storage",
     FlowsConfig => "/flows",
     PromptsConfig => "/prompts",
@@ -371,6 +398,10 @@ macro_rules! field_defaults_from_embedded {
 field_defaults_from_embedded! {
     fn default_sip() -> SipConfig = "/sip";
     fn default_http() -> HttpConfig = "/http";
+    fn default_media() -> MediaConfig = "/media";
+    fn default_media_address() -> std::net::IpAddr = "/media/address";
+    fn default_media_rtp_ports() -> PortRange = "/media/rtp_ports";
+    fn default_media_music_on_hold() -> Option<PathBuf> = "/media/music_on_hold";
     fn default_storage() -> StorageConfig = "/storage";
     fn default_flows() -> FlowsConfig = "/flows";
     fn default_prompts() -> PromptsConfig = "/prompts";
@@ -392,6 +423,7 @@ field_defaults_from_embedded! {
     fn default_storage_database() -> PathBuf = "/storage/database";
     fn default_storage_recordings() -> PathBuf = "/storage/recordings";
     fn default_flows_dir() -> PathBuf = "/flows/dir";
+    fn default_flows_customers() -> PathBuf = "/flows/customers";
     fn default_prompts_dir() -> PathBuf = "/prompts/dir";
     fn default_prompts_languages() -> Vec<String> = "/prompts/languages";
     fn default_prompts_default_language() -> String = "/prompts/default_language";
@@ -568,6 +600,16 @@ impl Config {
                 "sip.timers: t1 must be above zero and t2 at least t1",
             ));
         }
+        let ports = self.media.rtp_ports;
+        if ports.first >= ports.last || ports.last - ports.first < 3 {
+            problems.push(Problem::new(
+                Place::Media,
+                format!(
+                    "media.rtp_ports {}..{} holds no RTP/RTCP pair: give first < last with room for at least two ports",
+                    ports.first, ports.last
+                ),
+            ));
+        }
         if !self
             .prompts
             .languages
@@ -719,6 +761,7 @@ fn first_line(text: &str) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {
     Sip,
+    Media,
     Prompts,
     Account(usize),
     Queue(usize),
@@ -744,6 +787,7 @@ impl Problem {
 #[derive(Default)]
 struct Places {
     sip: Option<(u64, u64)>,
+    media: Option<(u64, u64)>,
     prompts: Option<(u64, u64)>,
     accounts: Vec<(u64, u64)>,
     queues: Vec<(u64, u64)>,
@@ -756,6 +800,7 @@ type At = serde_saphyr::Spanned<serde::de::IgnoredAny>;
 #[serde(default)]
 struct PlacesDoc {
     sip: Option<At>,
+    media: Option<At>,
     prompts: Option<At>,
     agents: Option<PlacesAgents>,
     queues: Vec<PlacesNamed>,
@@ -805,6 +850,7 @@ impl Places {
         };
         Places {
             sip: at(&doc.sip),
+            media: at(&doc.media),
             prompts: at(&doc.prompts),
             accounts: doc
                 .agents
@@ -819,6 +865,7 @@ impl Places {
     fn find(&self, place: &Place) -> Option<(u64, u64)> {
         match place {
             Place::Sip => self.sip,
+            Place::Media => self.media,
             Place::Prompts => self.prompts,
             Place::Account(i) => self.accounts.get(*i).copied(),
             Place::Queue(i) => self.queues.get(*i).copied(),
@@ -974,7 +1021,7 @@ queues:
         let schema = Config::json_schema();
         let properties = schema["properties"].as_object().expect("object schema");
         for key in [
-            "sip", "http", "storage", "flows", "prompts", "hotlines", "agents", "queues",
+            "sip", "http", "media", "storage", "flows", "prompts", "hotlines", "agents", "queues",
         ] {
             assert!(properties.contains_key(key), "schema lacks {key}");
         }

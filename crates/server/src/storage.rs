@@ -44,7 +44,7 @@ pub enum Disposition {
 }
 
 impl Disposition {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Disposition::Answered => "answered",
             Disposition::Abandoned => "abandoned",

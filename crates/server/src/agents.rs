@@ -1,0 +1,478 @@
+//! The one task that owns agents and queues: it drives the ACD engine, applies registrations
+//! and agent commands (HTTP, softphone, feature codes), records every agent state change and
+//! publishes the live view.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use santral_acd::config::{AcdConfig, AgentConfig, SkillRequirement, Strategy};
+use santral_acd::{Acd, AgentStatus, CallId, CallJoin, Input, Output};
+use tokio::sync::mpsc;
+
+use crate::call::CallInput;
+use crate::config::{Config, LoginMode};
+use crate::live::{
+    AgentCommand, AgentCommandError, AgentLive, AgentRequest, LiveCall, LiveEvent, LivePublisher,
+    QueueLive, Snapshot,
+};
+use crate::storage::{AgentEvent, Store};
+
+/// What other parts of the server tell the agent owner.
+#[derive(Debug)]
+pub enum AgentsInput {
+    /// The account gained its first registered contact.
+    Registered(String),
+    /// The account lost its last registered contact (expired or unregistered).
+    Unregistered(String),
+    /// A caller joins a queue; ACD decisions for it go to `call`.
+    Join {
+        join: CallJoin,
+        call: mpsc::Sender<CallInput>,
+    },
+    /// The caller left while waiting or ringing (hang-up or a flow exit).
+    CallerHungUp(CallId),
+    OfferAnswered(CallId, String),
+    /// The agent's phone refused, failed or was not reachable.
+    OfferRejected(CallId, String),
+    /// The talk part of an answered call ended: the agent goes to wrap-up.
+    CallEnded(CallId),
+    /// A call's live state for the wallboard.
+    CallUpdate(LiveCall),
+    /// A call is over.
+    CallGone {
+        call_id: String,
+        disposition: String,
+    },
+}
+
+/// Everything the task needs from the configuration.
+pub struct Setup {
+    pub acd: AcdConfig,
+    pub names: HashMap<String, String>,
+    pub login: LoginMode,
+}
+
+impl Setup {
+    pub fn from_config(config: &Config) -> Setup {
+        let agents = config
+            .agents
+            .accounts
+            .iter()
+            .map(|a| AgentConfig {
+                id: a.id.clone(),
+                skills: a.skills.clone(),
+                languages: a.languages.clone(),
+            })
+            .collect();
+        let queues = config
+            .queues
+            .iter()
+            .map(|q| {
+                let skills = q
+                    .skills
+                    .iter()
+                    .map(|(skill, level)| SkillRequirement {
+                        skill: skill.clone(),
+                        min_level: *level,
+                    })
+                    .collect();
+                let mut queue = santral_acd::config::QueueConfig::new(q.name.clone(), skills);
+                queue.language = q.language.clone();
+                queue.strategy = parse_strategy(&q.strategy);
+                queue.wrap_up_secs = q.wrap_up.as_secs();
+                queue.service_level_secs = q.service_level.target.as_secs();
+                queue
+            })
+            .collect();
+        Setup {
+            acd: AcdConfig {
+                queues,
+                agents,
+                no_answer_pause_after: 3,
+                retry_delay_secs: 2,
+                interval_secs: 900,
+            },
+            names: config
+                .agents
+                .accounts
+                .iter()
+                .map(|a| (a.id.clone(), a.name.clone()))
+                .collect(),
+            login: config.agents.login,
+        }
+    }
+}
+
+fn parse_strategy(name: &str) -> Strategy {
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).unwrap_or_else(|_| {
+        tracing::warn!(
+            strategy = name,
+            "unknown queue strategy; using longest-idle"
+        );
+        Strategy::LongestIdle
+    })
+}
+
+/// Converts the engine's monotonic instants into wall-clock Unix milliseconds for records.
+#[derive(Clone, Copy)]
+struct WallClock {
+    base: Instant,
+    base_ms: i64,
+}
+
+impl WallClock {
+    fn new() -> WallClock {
+        WallClock {
+            base: Instant::now(),
+            base_ms: unix_ms(SystemTime::now()),
+        }
+    }
+
+    fn ms(&self, at: Instant) -> i64 {
+        match at.checked_duration_since(self.base) {
+            Some(after) => self.base_ms + after.as_millis() as i64,
+            None => self.base_ms - self.base.duration_since(at).as_millis() as i64,
+        }
+    }
+}
+
+fn unix_ms(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+struct AgentsTask {
+    acd: Acd,
+    names: HashMap<String, String>,
+    login: LoginMode,
+    registered: HashMap<String, bool>,
+    since: HashMap<String, Instant>,
+    clock: WallClock,
+    publisher: LivePublisher,
+    store: Arc<dyn Store>,
+    /// Where each queued call's ACD decisions go.
+    calls: HashMap<CallId, mpsc::Sender<CallInput>>,
+    /// Calls in progress as the wallboard shows them, by SIP Call-ID.
+    live_calls: HashMap<String, LiveCall>,
+}
+
+/// The agent owner, ready to run: the ACD accepted its configuration and the first
+/// snapshot is published.
+pub struct AgentsOwner(AgentsTask);
+
+/// Checks the ACD configuration and publishes the initial live view.
+pub fn start(
+    setup: Setup,
+    publisher: LivePublisher,
+    store: Arc<dyn Store>,
+) -> Result<AgentsOwner, santral_acd::ConfigError> {
+    let now = Instant::now();
+    let acd = Acd::new(
+        setup.acd,
+        Box::new(santral_acd::MemoryCallbackStore::default()),
+        unix_ms(SystemTime::now()) as u64,
+        now,
+    )?;
+    let task = AgentsTask {
+        acd,
+        since: setup.names.keys().map(|id| (id.clone(), now)).collect(),
+        registered: setup.names.keys().map(|id| (id.clone(), false)).collect(),
+        names: setup.names,
+        login: setup.login,
+        clock: WallClock::new(),
+        publisher,
+        store,
+        calls: HashMap::new(),
+        live_calls: HashMap::new(),
+    };
+    task.publish_snapshot(now);
+    Ok(AgentsOwner(task))
+}
+
+/// Runs until both input channels close.
+pub async fn run(
+    owner: AgentsOwner,
+    mut inputs: mpsc::Receiver<AgentsInput>,
+    mut requests: mpsc::Receiver<AgentRequest>,
+) {
+    let mut task = owner.0;
+    let mut snapshot_tick = tokio::time::interval(Duration::from_secs(1));
+    let (mut inputs_open, mut requests_open) = (true, true);
+    while inputs_open || requests_open {
+        let wake = task
+            .acd
+            .poll_timeout()
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            input = inputs.recv(), if inputs_open => match input {
+                Some(input) => task.handle_input(input, Instant::now()),
+                None => inputs_open = false,
+            },
+            request = requests.recv(), if requests_open => match request {
+                Some(request) => task.handle_request(request, Instant::now()),
+                None => requests_open = false,
+            },
+            _ = tokio::time::sleep_until(wake) => task.acd.handle_timeout(Instant::now()),
+            _ = snapshot_tick.tick() => task.publish_snapshot(Instant::now()),
+        }
+        task.drain_outputs();
+    }
+}
+
+impl AgentsTask {
+    fn apply(&mut self, input: Input, now: Instant) -> Result<(), santral_acd::AcdError> {
+        let result = self.acd.handle(input, now);
+        self.drain_outputs();
+        result
+    }
+
+    fn handle_input(&mut self, input: AgentsInput, now: Instant) {
+        match input {
+            AgentsInput::Registered(id) => {
+                if let Some(flag) = self.registered.get_mut(&id) {
+                    *flag = true;
+                }
+                let agent = santral_acd::AgentId::new(id.clone());
+                if let Err(err) = self.apply(
+                    Input::AgentRegistered {
+                        agent: agent.clone(),
+                    },
+                    now,
+                ) {
+                    tracing::debug!(%err, agent = %id, "registration not applied");
+                }
+                if self.login == LoginMode::OnRegister
+                    && matches!(self.acd.agent_status(&id), Some(AgentStatus::LoggedOut))
+                    && let Err(err) = self.apply(Input::AgentLogin { agent }, now)
+                {
+                    tracing::warn!(%err, agent = %id, "login on registration failed");
+                }
+            }
+            AgentsInput::Unregistered(id) => {
+                if let Some(flag) = self.registered.get_mut(&id) {
+                    *flag = false;
+                }
+                let agent = santral_acd::AgentId::new(id.clone());
+                if let Err(err) = self.apply(Input::AgentUnregistered { agent }, now) {
+                    tracing::debug!(%err, agent = %id, "unregistration not applied");
+                }
+            }
+            AgentsInput::Join { join, call } => {
+                let id = join.call;
+                self.calls.insert(id, call.clone());
+                if let Err(err) = self.apply(Input::CallJoin(join), now) {
+                    tracing::warn!(%err, "call could not join the queue");
+                    self.calls.remove(&id);
+                    let _ = call.try_send(CallInput::Left {
+                        reason: santral_acd::LeaveReason::NoAgents,
+                    });
+                }
+            }
+            AgentsInput::CallerHungUp(call) => {
+                let result = self.apply(Input::CallerHungUp { call }, now);
+                self.log_rejection(result);
+            }
+            AgentsInput::OfferAnswered(call, agent) => {
+                let agent = santral_acd::AgentId::new(agent);
+                let result = self.apply(Input::OfferAnswered { call, agent }, now);
+                self.log_rejection(result);
+            }
+            AgentsInput::OfferRejected(call, agent) => {
+                let agent = santral_acd::AgentId::new(agent);
+                let result = self.apply(Input::OfferRejected { call, agent }, now);
+                self.log_rejection(result);
+            }
+            AgentsInput::CallEnded(call) => {
+                let result = self.apply(Input::CallEnded { call }, now);
+                self.log_rejection(result);
+                self.calls.remove(&call);
+            }
+            AgentsInput::CallUpdate(live) => {
+                self.publisher.publish_event(LiveEvent::Call(live.clone()));
+                self.live_calls.insert(live.call_id.clone(), live);
+            }
+            AgentsInput::CallGone {
+                call_id,
+                disposition,
+            } => {
+                self.live_calls.remove(&call_id);
+                self.publisher.publish_event(LiveEvent::CallEnded {
+                    call_id,
+                    disposition,
+                });
+            }
+        }
+        self.publish_snapshot(now);
+    }
+
+    /// ACD refusals of call inputs are races (the call already left) worth a debug line only.
+    fn log_rejection(&self, result: Result<(), santral_acd::AcdError>) {
+        if let Err(err) = result {
+            tracing::debug!(%err, "ACD input not applied");
+        }
+    }
+
+    fn send_to_call(&mut self, call: CallId, input: CallInput) {
+        if let Some(sender) = self.calls.get(&call)
+            && sender.try_send(input).is_err()
+        {
+            tracing::warn!(%call, "call task is not listening; dropping it from the ACD");
+            self.calls.remove(&call);
+        }
+    }
+
+    fn handle_request(&mut self, request: AgentRequest, now: Instant) {
+        let AgentRequest {
+            agent: id,
+            command,
+            reply,
+        } = request;
+        if !self.names.contains_key(&id) {
+            let _ = reply.send(Err(AgentCommandError::UnknownAgent(id)));
+            return;
+        }
+        let agent = santral_acd::AgentId::new(id.clone());
+        let input = match command {
+            AgentCommand::Login => Input::AgentLogin { agent },
+            AgentCommand::Ready => {
+                // "Ready" from logged out means: log in, then be available.
+                if matches!(self.acd.agent_status(&id), Some(AgentStatus::LoggedOut)) {
+                    Input::AgentLogin { agent }
+                } else {
+                    Input::AgentReady { agent }
+                }
+            }
+            AgentCommand::Pause { reason } => Input::AgentPause {
+                agent,
+                reason: reason.unwrap_or_else(|| "break".to_owned()),
+            },
+            AgentCommand::Logout => Input::AgentLogout { agent },
+            AgentCommand::EndWrapUp => Input::AgentEndWrapUp { agent },
+        };
+        let result = self
+            .apply(input, now)
+            .map(|()| self.agent_live(&id, now))
+            .map_err(|err| AgentCommandError::NotAllowed(err.to_string()));
+        let _ = reply.send(result);
+        self.publish_snapshot(now);
+    }
+
+    fn drain_outputs(&mut self) {
+        while let Some(output) = self.acd.poll_output() {
+            match output {
+                Output::AgentState(change) => {
+                    let id = change.agent.0.clone();
+                    self.since.insert(id.clone(), change.at);
+                    tracing::info!(
+                        agent = %id,
+                        from = change.previous.name(),
+                        to = change.current.name(),
+                        reason = ?change.reason,
+                        "agent state"
+                    );
+                    let event = AgentEvent {
+                        agent: id.clone(),
+                        at: self.clock.ms(change.at),
+                        state: change.current.name().to_owned(),
+                        previous: Some(change.previous.name().to_owned()),
+                        reason: Some(match &change.current {
+                            AgentStatus::Paused { reason } => reason.clone(),
+                            _ => format!("{:?}", change.reason).to_lowercase(),
+                        }),
+                    };
+                    if let Err(err) = self.store.add_agent_event(&event) {
+                        tracing::error!(%err, "cannot store agent event");
+                    }
+                    let live = self.agent_live(&id, change.at);
+                    self.publisher.publish_event(LiveEvent::Agent(live));
+                }
+                Output::Offer(offer) => {
+                    let call = offer.call;
+                    self.send_to_call(call, CallInput::Offer(offer));
+                }
+                Output::CancelOffer { call, agent, .. } => {
+                    self.send_to_call(call, CallInput::CancelOffer { agent: agent.0 });
+                }
+                Output::CallLeft { call, reason, .. } => {
+                    // An answered or overflowed call stays the ACD's until it ends.
+                    let still_ours = matches!(
+                        reason,
+                        santral_acd::LeaveReason::Answered { .. }
+                            | santral_acd::LeaveReason::Overflow { .. }
+                    );
+                    self.send_to_call(call, CallInput::Left { reason });
+                    if !still_ours {
+                        self.calls.remove(&call);
+                    }
+                }
+                other => tracing::debug!(?other, "ACD output"),
+            }
+        }
+    }
+
+    fn agent_live(&self, id: &str, now: Instant) -> AgentLive {
+        let status = self.acd.agent_status(id);
+        let snapshot = self.acd.agent_snapshot(id, now);
+        AgentLive {
+            id: id.to_owned(),
+            name: self.names.get(id).cloned().unwrap_or_default(),
+            state: status.map(|s| s.name()).unwrap_or("logged-out").to_owned(),
+            reason: match status {
+                Some(AgentStatus::Paused { reason }) => Some(reason.clone()),
+                _ => None,
+            },
+            since: self.clock.ms(self.since.get(id).copied().unwrap_or(now)),
+            calls_handled: snapshot.map(|s| s.totals.answered).unwrap_or(0),
+            current_call: match status {
+                Some(
+                    AgentStatus::Reserved { call }
+                    | AgentStatus::OnCall { call }
+                    | AgentStatus::WrapUp { call },
+                ) => Some(call.to_string()),
+                _ => None,
+            },
+            registered: self.registered.get(id).copied().unwrap_or(false),
+        }
+    }
+
+    fn publish_snapshot(&self, now: Instant) {
+        let mut agent_ids: Vec<&String> = self.names.keys().collect();
+        agent_ids.sort();
+        let agents: Vec<AgentLive> = agent_ids
+            .into_iter()
+            .map(|id| self.agent_live(id, now))
+            .collect();
+        let queues = self
+            .acd
+            .queue_names()
+            .filter_map(|name| self.acd.queue_snapshot(name, now))
+            .map(|q| {
+                let totals = &q.totals;
+                QueueLive {
+                    name: q.queue.clone(),
+                    waiting: q.waiting as u32,
+                    longest_wait_s: q.longest_wait.map(|d| d.as_secs_f64()).unwrap_or(0.0),
+                    service_level_percent: totals.service_level().map(|sl| sl * 100.0),
+                    offered: totals.offered,
+                    answered: totals.answered,
+                    abandoned: totals.abandoned,
+                    asa_s: totals.average_speed_of_answer().map(|d| d.as_secs_f64()),
+                    aht_s: totals.average_handle_time().map(|d| d.as_secs_f64()),
+                    agents_logged_in: q.agents_logged_in as u32,
+                    agents_available: q.agents_available as u32,
+                    agents_on_call: q.agents_staffed.saturating_sub(q.agents_available) as u32,
+                    agents_paused: q.agents_logged_in.saturating_sub(q.agents_staffed) as u32,
+                }
+            })
+            .collect();
+        self.publisher.publish_snapshot(Snapshot {
+            at: self.clock.ms(now),
+            queues,
+            agents,
+            calls: self.live_calls.values().cloned().collect(),
+        });
+    }
+}

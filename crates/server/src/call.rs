@@ -1,0 +1,1375 @@
+//! One task per call: the B2BUA that joins the caller's leg, its media, the IVR flow, the ACD
+//! and the agent's leg, and writes the call record.
+//!
+//! The task owns everything about its call (dialogs, media, interpreter state); the node's
+//! dispatcher routes SIP to it by Call-ID and the agent owner sends it ACD decisions.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use santral_acd::{CallId, CallJoin, LeaveReason, Offer};
+use santral_ivr::customers::CustomerDirectory;
+use santral_ivr::interpreter::{
+    Command, EnqueueRequest, LookupOutcome, PromptRef, QueueOutcome, RecordField,
+};
+use santral_ivr::model::LookupAction;
+use santral_ivr::{CallInfo, Event as IvrEvent, FlowStore};
+use santral_media::driver::BridgeLeg;
+use santral_media::sdp::{LocalMedia, accept_answer, answer_offer, create_offer};
+use santral_media::{
+    CallRecorder, Codec, DtmfEvent, MediaCommand, MediaEvent, MediaSession, Pacer, Playlist,
+    PortAllocator, PromptCache, RecordingLayout, RtpSockets, SessionConfig, SessionEnd, TickAudio,
+    run_bridge, run_session,
+};
+use santral_sip::client::{CallConfig, CallEvent, OutgoingCall};
+use santral_sip::dialog::Dialog;
+use santral_sip::driver::SipHandle;
+use santral_sip::registrar::Binding;
+use santral_sip::{Message, Method, Peer, TransactionId};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::agents::AgentsInput;
+use crate::live::LiveCall;
+use crate::storage::{CallRecord, Disposition, QualitySummary, Store};
+
+/// What reaches a call task.
+#[derive(Debug)]
+pub enum CallInput {
+    /// A request in one of the call's dialogs (caller or agent leg).
+    Request {
+        id: TransactionId,
+        request: Message,
+        peer: Peer,
+    },
+    /// An ACK for a 2xx we sent.
+    Ack(Message),
+    /// A response to a request the call sent.
+    Response {
+        id: TransactionId,
+        response: Message,
+    },
+    /// The caller CANCELled the INVITE before we answered.
+    Cancelled,
+    /// The ACD offers the call to this agent.
+    Offer(Offer),
+    /// Stop ringing this agent.
+    CancelOffer { agent: String },
+    /// The call left its queue.
+    Left { reason: LeaveReason },
+}
+
+/// Asks the dispatcher (owner of the registrar) where an agent's phone is.
+pub struct LocateRequest {
+    pub user: String,
+    pub reply: oneshot::Sender<Vec<Binding>>,
+}
+
+/// The routing table from SIP Call-ID to call task; shared by the dispatcher and the calls.
+/// It is held only to insert, remove or clone a sender, never across an await.
+pub type Routes = Arc<Mutex<HashMap<String, mpsc::Sender<CallInput>>>>;
+
+/// What every call shares: handles to the node's parts, all cheap to use concurrently.
+pub struct CallContext {
+    pub sip: SipHandle,
+    pub routes: Routes,
+    pub agents: mpsc::Sender<AgentsInput>,
+    pub locate: mpsc::Sender<LocateRequest>,
+    pub flows: Arc<FlowStore>,
+    pub prompts: PromptCache,
+    pub prompts_dir: PathBuf,
+    pub music_on_hold: Option<PathBuf>,
+    pub ports: PortAllocator,
+    pub pacer: Pacer,
+    pub media_ip: IpAddr,
+    pub store: Arc<dyn Store>,
+    pub customers: Arc<Mutex<CustomerDirectory>>,
+    pub recordings_dir: PathBuf,
+    pub default_language: String,
+    pub next_call: AtomicU64,
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The user part of a SIP URI or name-addr (`"Bob" <sip:2001@host>` → `2001`).
+pub fn uri_user(uri: &str) -> Option<&str> {
+    let start = uri
+        .find("sip:")
+        .map(|i| i + 4)
+        .or_else(|| uri.find("sips:").map(|i| i + 5))?;
+    let rest = &uri[start..];
+    let end = rest.find(['@', ';', '>', ':']).unwrap_or(rest.len());
+    let user = &rest[..end];
+    rest[end..].starts_with('@').then_some(user)
+}
+
+/// Where the call is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Ivr,
+    Queued,
+    Ringing,
+    Talking,
+    Ended,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Ivr => "ivr",
+            Phase::Queued => "queued",
+            Phase::Ringing => "ringing",
+            Phase::Talking => "talking",
+            Phase::Ended => "ended",
+        }
+    }
+}
+
+/// The leg to the agent's phone while it rings and talks.
+struct AgentLeg {
+    agent: String,
+    call: OutgoingCall,
+    invite: Message,
+    invite_id: TransactionId,
+    peer: Peer,
+    local: LocalMedia,
+    sockets: Option<RtpSockets>,
+    answered: bool,
+}
+
+/// The caller's media while the IVR or the queue has it.
+struct CallerMedia {
+    commands: mpsc::Sender<MediaCommand>,
+    events: mpsc::Receiver<MediaEvent>,
+    driver: JoinHandle<SessionEnd>,
+}
+
+/// Caller and agent media bridged in one task.
+struct Bridge {
+    stop: watch::Sender<bool>,
+    events: mpsc::Receiver<(BridgeLeg, MediaEvent)>,
+    driver: JoinHandle<(SessionEnd, SessionEnd)>,
+    recorder: Option<JoinHandle<Option<PathBuf>>>,
+}
+
+struct CallTask {
+    ctx: Arc<CallContext>,
+    call_id: String,
+    acd_id: CallId,
+    inputs_tx: mpsc::Sender<CallInput>,
+    caller_dialog: Dialog,
+    caller_peer: Peer,
+    codec: Codec,
+    ivr: santral_ivr::Call,
+    ivr_deadline: Option<Instant>,
+    media: Option<CallerMedia>,
+    bridge: Option<Bridge>,
+    agent_leg: Option<AgentLeg>,
+    phase: Phase,
+    record: CallRecord,
+    queued_at: Option<Instant>,
+    queued_at_ms: Option<i64>,
+    answered_at: Option<Instant>,
+    queue_outcome_pending: bool,
+    playing: Option<u64>,
+    quality: Option<QualitySummary>,
+    hangup_by: Option<&'static str>,
+    in_acd: bool,
+    caller_rtp_port: Option<u16>,
+}
+
+/// Starts the task for a new INVITE to a hotline. Answers or refuses it itself.
+pub fn spawn(
+    ctx: Arc<CallContext>,
+    flow: String,
+    id: TransactionId,
+    invite: Message,
+    peer: Peer,
+) -> Option<mpsc::Sender<CallInput>> {
+    let call_id = invite.call_id()?.to_string();
+    let (tx, rx) = mpsc::channel(256);
+    if let Ok(mut routes) = ctx.routes.lock() {
+        routes.insert(call_id.clone(), tx.clone());
+    }
+    let span = tracing::info_span!("call", call_id = %call_id);
+    let task_tx = tx.clone();
+    tokio::spawn(
+        async move {
+            run(ctx, flow, id, invite, peer, task_tx, rx).await;
+        }
+        .instrument(span),
+    );
+    Some(tx)
+}
+
+async fn respond_simple(
+    ctx: &CallContext,
+    id: TransactionId,
+    request: &Message,
+    code: u16,
+    reason: &str,
+) {
+    let mut response = Message::response_to(request, code, reason);
+    response.set_to_tag(&santral_sip::endpoint::new_tag());
+    if let Err(err) = ctx.sip.respond(id, response).await {
+        tracing::debug!(%err, "response not sent");
+    }
+}
+
+fn remove_route(ctx: &CallContext, call_id: &str) {
+    if let Ok(mut routes) = ctx.routes.lock() {
+        routes.remove(call_id);
+    }
+}
+
+async fn run(
+    ctx: Arc<CallContext>,
+    flow: String,
+    id: TransactionId,
+    invite: Message,
+    peer: Peer,
+    inputs_tx: mpsc::Sender<CallInput>,
+    mut inputs: mpsc::Receiver<CallInput>,
+) {
+    let call_id = invite.call_id().unwrap_or_default().to_string();
+    let dialled = invite
+        .request_uri()
+        .and_then(uri_user)
+        .unwrap_or_default()
+        .to_string();
+    let from = invite.header("From").unwrap_or_default().to_string();
+    let caller = uri_user(&from).unwrap_or("anonymous").to_string();
+    let caller_name = from
+        .split('<')
+        .next()
+        .map(|name| name.trim().trim_matches('"').to_string())
+        .filter(|name| !name.is_empty());
+
+    let offer = String::from_utf8_lossy(&invite.body).to_string();
+    if offer.trim().is_empty() {
+        respond_simple(&ctx, id, &invite, 488, "Not Acceptable Here").await;
+        remove_route(&ctx, &call_id);
+        return;
+    }
+    let sockets = match RtpSockets::bind(ctx.media_ip, &ctx.ports).await {
+        Ok(sockets) => sockets,
+        Err(err) => {
+            tracing::warn!(%err, "no media ports: refusing the call");
+            respond_simple(&ctx, id, &invite, 503, "Service Unavailable").await;
+            remove_route(&ctx, &call_id);
+            return;
+        }
+    };
+    let caller_rtp_port = sockets.rtp_port();
+    let local = LocalMedia::new(ctx.media_ip, caller_rtp_port);
+    let answer = match answer_offer(&offer, &local) {
+        Ok(answer) => answer,
+        Err(reason) => {
+            tracing::info!(reason = %reason.reason(), "offer not acceptable");
+            let mut response =
+                Message::response_to(&invite, reason.status_code(), "Not Acceptable Here");
+            response.set_to_tag(&santral_sip::endpoint::new_tag());
+            response.push_header("Warning", format!("399 santral \"{}\"", reason.reason()));
+            let _ = ctx.sip.respond(id, response).await;
+            remove_route(&ctx, &call_id);
+            return;
+        }
+    };
+
+    let contact = format!("sip:{}@{}", dialled, peer.local);
+    let local_tag = santral_sip::endpoint::new_tag();
+    let mut dialog = match Dialog::from_uas(&invite, &local_tag, &contact) {
+        Ok(dialog) => dialog,
+        Err(err) => {
+            tracing::info!(%err, "INVITE cannot create a dialog");
+            respond_simple(&ctx, id, &invite, 400, "Bad Request").await;
+            remove_route(&ctx, &call_id);
+            return;
+        }
+    };
+    let set = ctx.flows.current();
+    let started_ms = unix_ms();
+    let info = CallInfo {
+        call_id: call_id.clone(),
+        caller: caller.clone(),
+        dialled: dialled.clone(),
+        language: ctx.default_language.clone(),
+        answered_at: jiff::Zoned::now(),
+    };
+    let ivr = match santral_ivr::Call::new(set, &flow, info) {
+        Ok(ivr) => ivr,
+        Err(err) => {
+            tracing::error!(%err, flow, "flow cannot start");
+            respond_simple(&ctx, id, &invite, 500, "Server Internal Error").await;
+            remove_route(&ctx, &call_id);
+            return;
+        }
+    };
+
+    let mut ok = dialog.response(&invite, 200, "OK");
+    ok.push_header("Content-Type", "application/sdp");
+    ok.push_header("Allow", santral_sip::registrar::ALLOW);
+    ok.body = Bytes::from(answer.sdp.clone());
+    if let Err(err) = ctx.sip.respond(id, ok).await {
+        tracing::warn!(%err, "200 OK not sent");
+        remove_route(&ctx, &call_id);
+        return;
+    }
+    tracing::info!(%caller, %dialled, flow, codec = ?answer.media.codec, "call answered");
+
+    let session = MediaSession::new(
+        SessionConfig::from_negotiated(&answer.media),
+        Instant::now(),
+    );
+    let codec = session.codec();
+    let media = start_caller_media(&ctx, session, sockets);
+    let acd_id = CallId(ctx.next_call.fetch_add(1, Ordering::Relaxed));
+    let mut task = CallTask {
+        record: CallRecord {
+            call_id: call_id.clone(),
+            caller: caller.clone(),
+            caller_name,
+            dialled: dialled.clone(),
+            started_at: started_ms,
+            answered_at: None,
+            language: Some(ctx.default_language.clone()),
+            ..CallRecord::default()
+        },
+        ctx,
+        call_id,
+        acd_id,
+        inputs_tx,
+        caller_dialog: dialog,
+        caller_peer: peer,
+        codec,
+        ivr,
+        ivr_deadline: None,
+        media: Some(media),
+        bridge: None,
+        agent_leg: None,
+        phase: Phase::Ivr,
+        queued_at: None,
+        queued_at_ms: None,
+        answered_at: None,
+        queue_outcome_pending: false,
+        playing: None,
+        quality: None,
+        hangup_by: None,
+        in_acd: false,
+        caller_rtp_port: Some(caller_rtp_port),
+    };
+    task.save_record();
+    task.publish_live().await;
+    task.ivr.handle(IvrEvent::Answered, Instant::now());
+    task.run_commands().await;
+    task.main_loop(&mut inputs).await;
+    task.finish().await;
+}
+
+fn start_caller_media(
+    ctx: &CallContext,
+    session: MediaSession,
+    sockets: RtpSockets,
+) -> CallerMedia {
+    let (commands, command_rx) = mpsc::channel(64);
+    let (event_tx, events) = mpsc::channel(64);
+    let driver = tokio::spawn(
+        run_session(
+            session,
+            sockets,
+            ctx.pacer.subscribe(),
+            command_rx,
+            event_tx,
+            None,
+        )
+        .in_current_span(),
+    );
+    CallerMedia {
+        commands,
+        events,
+        driver,
+    }
+}
+
+impl CallTask {
+    async fn main_loop(&mut self, inputs: &mut mpsc::Receiver<CallInput>) {
+        // Bounded: every iteration waits for an input, a media event or a timer.
+        while self.phase != Phase::Ended {
+            let deadline = self
+                .ivr_deadline
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                input = inputs.recv() => match input {
+                    Some(input) => self.handle_input(input).await,
+                    None => break,
+                },
+                event = recv_media(&mut self.media) => match event {
+                    Some(event) => self.handle_media_event(event).await,
+                    None => {
+                        // The caller's media driver ended on its own: nothing more to play.
+                        self.media = None;
+                    }
+                },
+                event = recv_bridge(&mut self.bridge) => {
+                    if let Some((leg, event)) = event {
+                        self.handle_bridge_event(leg, event).await;
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline), if self.ivr_deadline.is_some() => {
+                    self.ivr_deadline = None;
+                    self.ivr.handle(IvrEvent::TimerFired, Instant::now());
+                    self.run_commands().await;
+                }
+            }
+        }
+    }
+
+    async fn handle_input(&mut self, input: CallInput) {
+        match input {
+            CallInput::Request { id, request, peer } => {
+                self.handle_request(id, request, peer).await
+            }
+            CallInput::Ack(_) => {}
+            CallInput::Response { id, response } => self.handle_response(id, response).await,
+            CallInput::Cancelled => {
+                self.hangup_by = Some("caller");
+                self.caller_gone().await;
+            }
+            CallInput::Offer(offer) => self.ring_agent(offer).await,
+            CallInput::CancelOffer { agent } => self.cancel_agent(&agent).await,
+            CallInput::Left { reason } => self.left_queue(reason).await,
+        }
+    }
+
+    fn is_agent_leg(&self, call_id: &str) -> bool {
+        self.agent_leg
+            .as_ref()
+            .is_some_and(|leg| leg.call.call_id() == call_id)
+    }
+
+    async fn handle_request(&mut self, id: TransactionId, request: Message, peer: Peer) {
+        let call_id = request.call_id().unwrap_or_default().to_string();
+        let method = request.method().cloned();
+        if self.is_agent_leg(&call_id) {
+            let Some(leg) = self.agent_leg.as_mut() else {
+                return;
+            };
+            let response = match leg.call.dialog_mut() {
+                Some(dialog) => match dialog.handle_request(&request) {
+                    Ok(()) => dialog.response(&request, 200, "OK"),
+                    Err(err) => dialog.response(&request, err.status(), "Bad Request"),
+                },
+                None => Message::response_to(&request, 481, "Call/Transaction Does Not Exist"),
+            };
+            let _ = self.ctx.sip.respond(id, response).await;
+            if method == Some(Method::Bye) {
+                leg.call.remote_bye();
+                tracing::info!(agent = %leg.agent, "agent hung up");
+                self.agent_gone().await;
+            }
+            return;
+        }
+        let response = match self.caller_dialog.handle_request(&request) {
+            Ok(()) => {
+                let mut response = self.caller_dialog.response(&request, 200, "OK");
+                if method == Some(Method::Invite) {
+                    // A re-INVITE (hold/resume, refresh): answer with our current media.
+                    if let Some(sdp) = self.current_answer(&request) {
+                        response.push_header("Content-Type", "application/sdp");
+                        response.body = Bytes::from(sdp);
+                    }
+                }
+                response
+            }
+            Err(err) => self
+                .caller_dialog
+                .response(&request, err.status(), "Bad Request"),
+        };
+        let _ = self.ctx.sip.respond(id, response).await;
+        let _ = peer;
+        if method == Some(Method::Bye) {
+            tracing::info!("caller hung up");
+            self.hangup_by = Some("caller");
+            self.caller_gone().await;
+        }
+    }
+
+    /// Our answer to a re-INVITE: the same codec and port, direction mirrored.
+    fn current_answer(&self, request: &Message) -> Option<String> {
+        let offer = String::from_utf8_lossy(&request.body).to_string();
+        if offer.trim().is_empty() {
+            return None;
+        }
+        let port = self.caller_rtp_port?;
+        answer_offer(&offer, &LocalMedia::new(self.ctx.media_ip, port))
+            .ok()
+            .map(|a| a.sdp)
+    }
+
+    async fn handle_response(&mut self, id: TransactionId, response: Message) {
+        let Some(leg) = self.agent_leg.as_mut() else {
+            return;
+        };
+        if id != leg.invite_id {
+            return; // BYE or CANCEL answers need nothing more.
+        }
+        match leg.call.handle_response(&leg.invite, &response) {
+            Some(CallEvent::Progress { status }) => {
+                tracing::debug!(status, agent = %leg.agent, "agent phone progress");
+            }
+            Some(CallEvent::Answered { ack, sdp }) => {
+                let hop = leg
+                    .call
+                    .dialog()
+                    .and_then(|d| d.next_hop())
+                    .unwrap_or(leg.peer.remote);
+                let _ = self.ctx.sip.send_stateless(ack, leg.peer.transport, hop);
+                let answer = String::from_utf8_lossy(&sdp).to_string();
+                match accept_answer(&answer, &leg.local) {
+                    Ok(media) => {
+                        leg.answered = true;
+                        let agent = leg.agent.clone();
+                        let session = MediaSession::new(
+                            SessionConfig::from_negotiated(&media),
+                            Instant::now(),
+                        );
+                        self.agent_answered(agent, session).await;
+                    }
+                    Err(reason) => {
+                        tracing::warn!(reason = %reason.reason(), "agent answer SDP unusable; hanging up the agent leg");
+                        if let Some(bye) = leg.call.bye() {
+                            let _ = self
+                                .ctx
+                                .sip
+                                .send_request(bye, leg.peer.transport, hop)
+                                .await;
+                        }
+                        let agent = leg.agent.clone();
+                        self.agent_leg_failed(&agent).await;
+                    }
+                }
+            }
+            Some(CallEvent::AckAgain(ack)) => {
+                let hop = leg
+                    .call
+                    .dialog()
+                    .and_then(|d| d.next_hop())
+                    .unwrap_or(leg.peer.remote);
+                let _ = self.ctx.sip.send_stateless(ack, leg.peer.transport, hop);
+            }
+            Some(CallEvent::Failed { status }) => {
+                let agent = leg.agent.clone();
+                tracing::info!(status, %agent, "agent phone did not answer");
+                self.agent_leg_failed(&agent).await;
+            }
+            Some(CallEvent::Resend(_)) | None => {}
+        }
+    }
+
+    async fn handle_media_event(&mut self, event: MediaEvent) {
+        let now = Instant::now();
+        match event {
+            MediaEvent::Dtmf(DtmfEvent::Pressed { digit, .. }) => {
+                let key = digit.as_char();
+                if self.ivr.collecting_secret() {
+                    tracing::debug!("digit (secret)");
+                } else {
+                    tracing::debug!(digit = %key, "digit");
+                }
+                self.ivr.handle(IvrEvent::Digit(key), now);
+            }
+            MediaEvent::PlaybackFinished { id } | MediaEvent::PlaybackStopped { id, .. } => {
+                if self.playing == Some(id) {
+                    self.playing = None;
+                    self.ivr.handle(IvrEvent::PromptFinished, now);
+                }
+            }
+            MediaEvent::MediaTimeout => {
+                tracing::info!("no RTP from the caller: ending the call");
+                self.hangup_by = Some("system");
+                self.record.hangup_reason = Some("media timeout".into());
+                self.send_bye_to_caller().await;
+                self.caller_gone().await;
+                return;
+            }
+            _ => return,
+        }
+        self.run_commands().await;
+    }
+
+    async fn handle_bridge_event(&mut self, leg: BridgeLeg, event: MediaEvent) {
+        if let MediaEvent::MediaTimeout = event {
+            tracing::info!(?leg, "media timeout while bridged");
+        }
+    }
+
+    /// Executes what the interpreter asked for, until it has nothing more.
+    async fn run_commands(&mut self) {
+        while let Some(command) = self.ivr.poll_command() {
+            match command {
+                Command::Play { prompts, barge_in } => self.play(&prompts, barge_in).await,
+                Command::StopPlayback => {
+                    self.playing = None;
+                    self.media_command(MediaCommand::Stop).await;
+                }
+                Command::CollectDigits { .. } => {}
+                Command::StartTimer { at } => self.ivr_deadline = Some(at),
+                Command::CancelTimer => self.ivr_deadline = None,
+                Command::Enqueue(request) => self.enqueue(request).await,
+                Command::LeaveQueue => {
+                    if self.in_acd {
+                        let _ = self
+                            .ctx
+                            .agents
+                            .send(AgentsInput::CallerHungUp(self.acd_id))
+                            .await;
+                    }
+                }
+                Command::Transfer { to, .. } => {
+                    tracing::warn!(%to, "transfer is not supported yet");
+                    self.ivr.handle(
+                        IvrEvent::TransferResult { connected: false },
+                        Instant::now(),
+                    );
+                }
+                Command::Record { .. } => {
+                    tracing::warn!("recording a message is not supported yet");
+                    self.ivr.handle(
+                        IvrEvent::RecordingFinished { id: String::new() },
+                        Instant::now(),
+                    );
+                }
+                Command::StopRecording => {}
+                Command::Http(request) => {
+                    tracing::warn!("HTTP steps are not supported yet");
+                    self.ivr.handle(
+                        IvrEvent::HttpResult {
+                            request: request.request,
+                            result: Err("HTTP requests are not available".into()),
+                        },
+                        Instant::now(),
+                    );
+                }
+                Command::Lookup(request) => {
+                    let outcome = self.lookup(&request);
+                    self.ivr.handle(
+                        IvrEvent::LookupResult {
+                            request: request.request,
+                            outcome,
+                        },
+                        Instant::now(),
+                    );
+                }
+                Command::SetRecord(field) => self.set_record(field),
+                Command::Hangup { reason } => {
+                    tracing::info!(%reason, "flow hangs up");
+                    self.hangup_by = Some("system");
+                    self.record.hangup_reason = Some(reason);
+                    self.send_bye_to_caller().await;
+                    self.end_call().await;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn lookup(&self, request: &santral_ivr::interpreter::LookupRequest) -> LookupOutcome {
+        let outcome = match self.ctx.customers.lock() {
+            Ok(mut directory) => directory.answer(request),
+            Err(_) => return LookupOutcome::Failed("customer data unavailable".into()),
+        };
+        if request.action == LookupAction::BlockCard
+            && let LookupOutcome::Found(fields) = &outcome
+        {
+            let customer = fields
+                .get("number")
+                .or_else(|| fields.get("customer"))
+                .cloned()
+                .or_else(|| request.customer.clone())
+                .unwrap_or_default();
+            let last4 = fields
+                .get("card_last4")
+                .cloned()
+                .or_else(|| request.card.clone())
+                .unwrap_or_default();
+            if let Err(err) =
+                self.ctx
+                    .store
+                    .set_card_status(&customer, &last4, "blocked", unix_ms())
+            {
+                tracing::error!(%err, "card block not stored");
+                return LookupOutcome::Failed("card status could not be stored".into());
+            }
+            tracing::info!(card_last4 = %last4, "card blocked");
+        }
+        outcome
+    }
+
+    fn set_record(&mut self, field: RecordField) {
+        match field {
+            RecordField::Tag(tag) => self.record.tags.push(tag),
+            RecordField::SurveyScore(score) => self.record.survey_score = Some(score),
+            RecordField::Variable { name, value } => {
+                if name == "customer" {
+                    self.record.customer = Some(value.clone());
+                }
+                self.record
+                    .variables
+                    .insert(name, serde_json::Value::String(value));
+            }
+            RecordField::Language(language) => self.record.language = Some(language),
+            RecordField::Recording { id, .. } => self.record.recording = Some(id),
+            RecordField::Queue(queue) => self.record.queue = Some(queue),
+            RecordField::Agent(agent) => self.record.agent = Some(agent),
+        }
+        self.save_record();
+    }
+
+    async fn media_command(&mut self, command: MediaCommand) {
+        if let Some(media) = &self.media {
+            let _ = media.commands.send(command).await;
+        }
+    }
+
+    fn prompt_path(&self, prompt: &PromptRef) -> PathBuf {
+        self.ctx
+            .prompts_dir
+            .join(&prompt.language)
+            .join(format!("{}.wav", prompt.name))
+    }
+
+    async fn play(&mut self, prompts: &[PromptRef], barge_in: bool) {
+        let paths: Vec<PathBuf> = prompts.iter().map(|p| self.prompt_path(p)).collect();
+        let cache = self.ctx.prompts.clone();
+        let codec = self.codec;
+        let loaded = tokio::task::spawn_blocking(move || {
+            paths
+                .iter()
+                .map(|path| cache.get(path, codec))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+        let playlist = match loaded {
+            Ok(Ok(prompts)) => Playlist::new(prompts),
+            Ok(Err(err)) => {
+                tracing::error!(%err, "prompt cannot be played");
+                self.ivr.handle(IvrEvent::PromptFinished, Instant::now());
+                return;
+            }
+            Err(err) => {
+                tracing::error!(%err, "prompt loading failed");
+                self.ivr.handle(IvrEvent::PromptFinished, Instant::now());
+                return;
+            }
+        };
+        let Some(media) = &self.media else {
+            self.ivr.handle(IvrEvent::PromptFinished, Instant::now());
+            return;
+        };
+        let (started, id) = oneshot::channel();
+        let _ = media
+            .commands
+            .send(MediaCommand::Play {
+                playlist,
+                barge_in,
+                started: Some(started),
+            })
+            .await;
+        self.playing = id.await.ok();
+    }
+
+    async fn enqueue(&mut self, request: EnqueueRequest) {
+        let queue = request.queue.clone().unwrap_or_else(|| "operator".into());
+        self.record.queue = Some(queue.clone());
+        let mut join = CallJoin::new(self.acd_id, &queue)
+            .priority(request.priority.clamp(0, 9) as u8)
+            .language(&request.language)
+            .caller("number", &self.record.caller);
+        for (skill, level) in &request.skills {
+            join = join.skill(santral_acd::config::SkillRequirement {
+                skill: skill.clone(),
+                min_level: *level,
+            });
+        }
+        if let Some(customer) = &self.record.customer {
+            join = join.caller("customer", customer);
+        }
+        self.queued_at = Some(Instant::now());
+        self.queued_at_ms = Some(unix_ms());
+        self.phase = Phase::Queued;
+        self.in_acd = true;
+        self.queue_outcome_pending = true;
+        tracing::info!(%queue, "caller queued");
+        // Hold music while waiting (after any queue prompt the flow plays itself).
+        if let Some(music) = self.ctx.music_on_hold.clone() {
+            let cache = self.ctx.prompts.clone();
+            let codec = self.codec;
+            if let Ok(Ok(music)) =
+                tokio::task::spawn_blocking(move || cache.get(&music, codec)).await
+            {
+                self.media_command(MediaCommand::PlayMusic(music)).await;
+            }
+        }
+        let _ = self
+            .ctx
+            .agents
+            .send(AgentsInput::Join {
+                join,
+                call: self.inputs_tx.clone(),
+            })
+            .await;
+        self.save_record();
+        self.publish_live().await;
+    }
+
+    async fn ring_agent(&mut self, offer: Offer) {
+        let agent = offer.agent.0.clone();
+        if self.agent_leg.is_some() || self.phase != Phase::Queued {
+            let _ = self
+                .ctx
+                .agents
+                .send(AgentsInput::OfferRejected(self.acd_id, agent))
+                .await;
+            return;
+        }
+        let (reply, bindings) = oneshot::channel();
+        let _ = self
+            .ctx
+            .locate
+            .send(LocateRequest {
+                user: agent.clone(),
+                reply,
+            })
+            .await;
+        let Some(binding) = bindings.await.ok().and_then(|b| b.into_iter().next()) else {
+            tracing::info!(%agent, "agent has no registered phone");
+            let _ = self
+                .ctx
+                .agents
+                .send(AgentsInput::OfferRejected(self.acd_id, agent))
+                .await;
+            return;
+        };
+        let sockets = match RtpSockets::bind(self.ctx.media_ip, &self.ctx.ports).await {
+            Ok(sockets) => sockets,
+            Err(err) => {
+                tracing::warn!(%err, "no media ports for the agent leg");
+                let _ = self
+                    .ctx
+                    .agents
+                    .send(AgentsInput::OfferRejected(self.acd_id, agent))
+                    .await;
+                return;
+            }
+        };
+        let local = LocalMedia::new(self.ctx.media_ip, sockets.rtp_port());
+        let sip_local = binding.source.local;
+        let target = binding.contact.uri.clone();
+        let (call, mut invite) = OutgoingCall::new(CallConfig {
+            target: target.clone(),
+            from: format!("sip:{}@{}", self.record.caller, sip_local.ip()),
+            to: format!("sip:{agent}@{}", sip_local.ip()),
+            contact: format!("sip:santral@{sip_local}"),
+            sdp: Some(Bytes::from(create_offer(&local))),
+            credentials: None,
+        });
+        self.add_screen_pop(&mut invite, &offer);
+        if let Ok(mut routes) = self.ctx.routes.lock() {
+            routes.insert(call.call_id().to_string(), self.inputs_tx.clone());
+        }
+        let invite_id = match self
+            .ctx
+            .sip
+            .send_request(
+                invite.clone(),
+                binding.source.transport,
+                binding.source.remote,
+            )
+            .await
+        {
+            Ok(id) => id,
+            Err(err) => {
+                tracing::warn!(%err, %agent, "INVITE to agent not sent");
+                remove_route(&self.ctx, call.call_id());
+                let _ = self
+                    .ctx
+                    .agents
+                    .send(AgentsInput::OfferRejected(self.acd_id, agent))
+                    .await;
+                return;
+            }
+        };
+        tracing::info!(%agent, %target, "ringing agent");
+        self.phase = Phase::Ringing;
+        self.agent_leg = Some(AgentLeg {
+            agent,
+            call,
+            invite,
+            invite_id,
+            peer: binding.source,
+            local,
+            sockets: Some(sockets),
+            answered: false,
+        });
+        self.publish_live().await;
+    }
+
+    /// The screen pop: who is calling and why, for the agent's phone (documented in docs/agents.md).
+    fn add_screen_pop(&self, invite: &mut Message, offer: &Offer) {
+        let name = self
+            .record
+            .caller_name
+            .clone()
+            .unwrap_or_else(|| self.record.caller.clone());
+        if let Ok(from) = invite.from() {
+            let tag = from.tag().unwrap_or_default().to_string();
+            invite.set_header(
+                "From",
+                format!(
+                    "\"{}\" <sip:{}@{}>;tag={tag}",
+                    name.replace('"', ""),
+                    self.record.caller,
+                    self.caller_peer.local.ip()
+                ),
+            );
+        }
+        invite.push_header("X-Santral-Queue", offer.queue.0.clone());
+        invite.push_header("X-Santral-Caller", self.record.caller.clone());
+        let path: Vec<&str> = self
+            .ivr
+            .visited()
+            .iter()
+            .map(|(_, step)| step.as_str())
+            .collect();
+        invite.push_header("X-Santral-IVR-Path", path.join(","));
+        if let Some(customer) = &self.record.customer {
+            invite.push_header("X-Santral-Customer", customer.clone());
+        }
+        let waited = self.queued_at.map(|t| t.elapsed().as_secs()).unwrap_or(0);
+        invite.push_header("X-Santral-Wait", waited.to_string());
+        invite.push_header("X-Santral-Call-ID", self.call_id.clone());
+    }
+
+    async fn cancel_agent(&mut self, agent: &str) {
+        let Some(leg) = self.agent_leg.as_mut() else {
+            return;
+        };
+        if leg.agent != agent || leg.answered {
+            return;
+        }
+        if leg.call.cancel() {
+            let _ = self.ctx.sip.cancel(leg.invite_id).await;
+        }
+    }
+
+    /// The agent leg ended without talking (rejected, no answer, cancelled).
+    async fn agent_leg_failed(&mut self, agent: &str) {
+        if let Some(leg) = self.agent_leg.take() {
+            remove_route(&self.ctx, leg.call.call_id());
+        }
+        if self.phase == Phase::Ringing {
+            self.phase = Phase::Queued;
+        }
+        let _ = self
+            .ctx
+            .agents
+            .send(AgentsInput::OfferRejected(self.acd_id, agent.to_string()))
+            .await;
+        self.publish_live().await;
+    }
+
+    async fn agent_answered(&mut self, agent: String, agent_session: MediaSession) {
+        tracing::info!(%agent, "agent answered: bridging");
+        let now = Instant::now();
+        self.answered_at = Some(now);
+        self.phase = Phase::Talking;
+        self.record.agent = Some(agent.clone());
+        self.record.answered_at = Some(unix_ms());
+        self.record.wait_ms = self
+            .queued_at
+            .map(|t| now.duration_since(t).as_millis() as i64);
+        let _ = self
+            .ctx
+            .agents
+            .send(AgentsInput::OfferAnswered(self.acd_id, agent.clone()))
+            .await;
+        self.in_acd = true;
+        self.ivr.handle(
+            IvrEvent::QueueResult(QueueOutcome::Answered {
+                agent: agent.clone(),
+            }),
+            now,
+        );
+        self.queue_outcome_pending = false;
+        // Hand the caller's media over to the bridge.
+        let Some(media) = self.media.take() else {
+            return;
+        };
+        let _ = media.commands.send(MediaCommand::Detach).await;
+        let Ok(caller_end) = media.driver.await else {
+            return;
+        };
+        let Some(agent_sockets) = self.agent_leg.as_mut().and_then(|leg| leg.sockets.take()) else {
+            return;
+        };
+        self.caller_rtp_port = Some(caller_end.sockets.rtp_port());
+        let (tap_tx, tap_rx) = mpsc::channel::<TickAudio>(256);
+        let recorder = self.start_recorder(tap_rx);
+        let (stop, stop_rx) = watch::channel(false);
+        let (event_tx, events) = mpsc::channel(64);
+        let driver = tokio::spawn(
+            run_bridge(
+                caller_end.session,
+                caller_end.sockets,
+                agent_session,
+                agent_sockets,
+                self.ctx.pacer.subscribe(),
+                stop_rx,
+                event_tx,
+                recorder.as_ref().map(|_| tap_tx),
+            )
+            .in_current_span(),
+        );
+        self.bridge = Some(Bridge {
+            stop,
+            events,
+            driver,
+            recorder,
+        });
+        self.save_record();
+        self.publish_live().await;
+    }
+
+    /// Writes the bridged audio (caller left, agent right) as it comes, off the media path.
+    fn start_recorder(
+        &mut self,
+        mut tap: mpsc::Receiver<TickAudio>,
+    ) -> Option<JoinHandle<Option<PathBuf>>> {
+        let date = jiff::Zoned::now();
+        let relative = PathBuf::from(format!(
+            "{:04}/{:02}/{:02}/{}.wav",
+            date.year(),
+            date.month(),
+            date.day(),
+            sanitize(&self.call_id)
+        ));
+        let path = self.ctx.recordings_dir.join(&relative);
+        if let Some(parent) = path.parent()
+            && let Err(err) = std::fs::create_dir_all(parent)
+        {
+            tracing::error!(%err, dir = %parent.display(), "recording directory cannot be created");
+            return None;
+        }
+        let mut recorder = match CallRecorder::create(&path, RecordingLayout::Stereo) {
+            Ok(recorder) => recorder,
+            Err(err) => {
+                tracing::error!(%err, "recording cannot start");
+                return None;
+            }
+        };
+        self.record.recording = Some(relative.display().to_string());
+        Some(tokio::task::spawn_blocking(move || {
+            while let Some(audio) = tap.blocking_recv() {
+                if let Err(err) = recorder.write(&audio.received, &audio.sent) {
+                    tracing::error!(%err, "recording write failed");
+                    break;
+                }
+            }
+            recorder.finish().ok()
+        }))
+    }
+
+    /// Stops the bridge; gives the caller's media back when the flow continues (survey).
+    async fn stop_bridge(&mut self) -> Option<SessionEnd> {
+        let bridge = self.bridge.take()?;
+        let _ = bridge.stop.send(true);
+        let (caller_end, agent_end) = bridge.driver.await.ok()?;
+        if let Some(recorder) = bridge.recorder {
+            let _ = recorder.await;
+        }
+        tracing::info!(
+            caller_packets = caller_end.quality.packets_expected,
+            caller_lost = caller_end.quality.packets_lost,
+            agent_packets = agent_end.quality.packets_expected,
+            agent_lost = agent_end.quality.packets_lost,
+            "bridge ended"
+        );
+        self.quality = Some(to_quality(&caller_end.quality));
+        drop(agent_end);
+        Some(caller_end)
+    }
+
+    async fn agent_gone(&mut self) {
+        self.hangup_by.get_or_insert("agent");
+        let now = Instant::now();
+        if let Some(answered) = self.answered_at {
+            self.record.talk_ms = Some(now.duration_since(answered).as_millis() as i64);
+        }
+        let _ = self
+            .ctx
+            .agents
+            .send(AgentsInput::CallEnded(self.acd_id))
+            .await;
+        self.in_acd = false;
+        if let Some(leg) = self.agent_leg.take() {
+            remove_route(&self.ctx, leg.call.call_id());
+        }
+        let caller_end = self.stop_bridge().await;
+        self.ivr
+            .handle(IvrEvent::QueueResult(QueueOutcome::AgentCallFinished), now);
+        if self.ivr.is_finished() {
+            self.send_bye_to_caller().await;
+            self.end_call().await;
+            return;
+        }
+        // The flow goes on (e.g. a survey): the caller's media comes back to the IVR.
+        if let Some(end) = caller_end {
+            self.media = Some(start_caller_media(&self.ctx, end.session, end.sockets));
+            self.phase = Phase::Ivr;
+        }
+        self.run_commands().await;
+        self.publish_live().await;
+    }
+
+    async fn left_queue(&mut self, reason: LeaveReason) {
+        self.in_acd = matches!(reason, LeaveReason::Answered { .. });
+        if matches!(reason, LeaveReason::Answered { .. }) {
+            return;
+        }
+        if self.phase == Phase::Ended || !self.queue_outcome_pending {
+            return;
+        }
+        self.queue_outcome_pending = false;
+        let outcome = match reason {
+            LeaveReason::Timeout => QueueOutcome::Timeout,
+            LeaveReason::NoAgents | LeaveReason::Full => QueueOutcome::Unavailable,
+            LeaveReason::CallerHungUp | LeaveReason::CallbackScheduled => QueueOutcome::Left,
+            LeaveReason::Overflow { .. } | LeaveReason::Answered { .. } => return,
+        };
+        tracing::info!(?outcome, "left the queue");
+        self.record.hangup_reason = Some(format!("queue exit: {}", reason.as_str()));
+        self.phase = Phase::Ivr;
+        self.media_command(MediaCommand::Stop).await;
+        self.ivr
+            .handle(IvrEvent::QueueResult(outcome), Instant::now());
+        self.run_commands().await;
+        self.publish_live().await;
+    }
+
+    /// The caller's side is gone (BYE, CANCEL or media timeout).
+    async fn caller_gone(&mut self) {
+        self.ivr.handle(IvrEvent::HungUp, Instant::now());
+        if let Some(mut leg) = self.agent_leg.take() {
+            remove_route(&self.ctx, leg.call.call_id());
+            if leg.answered {
+                if let Some(bye) = leg.call.bye() {
+                    let hop = leg
+                        .call
+                        .dialog()
+                        .and_then(|d| d.next_hop())
+                        .unwrap_or(leg.peer.remote);
+                    let _ = self
+                        .ctx
+                        .sip
+                        .send_request(bye, leg.peer.transport, hop)
+                        .await;
+                }
+            } else if leg.call.cancel() {
+                let _ = self.ctx.sip.cancel(leg.invite_id).await;
+            }
+        }
+        if self.in_acd {
+            let input = if self.answered_at.is_some() {
+                AgentsInput::CallEnded(self.acd_id)
+            } else {
+                AgentsInput::CallerHungUp(self.acd_id)
+            };
+            let _ = self.ctx.agents.send(input).await;
+            self.in_acd = false;
+        }
+        if let Some(answered) = self.answered_at
+            && self.record.talk_ms.is_none()
+        {
+            self.record.talk_ms = Some(answered.elapsed().as_millis() as i64);
+        }
+        self.end_call().await;
+    }
+
+    async fn send_bye_to_caller(&mut self) {
+        let bye = self.caller_dialog.request(Method::Bye);
+        let hop = self
+            .caller_dialog
+            .next_hop()
+            .unwrap_or(self.caller_peer.remote);
+        if let Err(err) = self
+            .ctx
+            .sip
+            .send_request(bye, self.caller_peer.transport, hop)
+            .await
+        {
+            tracing::debug!(%err, "BYE to caller not sent");
+        }
+    }
+
+    async fn end_call(&mut self) {
+        if self.phase == Phase::Ended {
+            return;
+        }
+        self.phase = Phase::Ended;
+        if self.bridge.is_some() {
+            self.stop_bridge().await;
+        }
+        if let Some(media) = self.media.take() {
+            let _ = media.commands.send(MediaCommand::Shutdown).await;
+            if let Ok(end) = media.driver.await {
+                self.quality.get_or_insert_with(|| to_quality(&end.quality));
+            }
+        }
+    }
+
+    async fn finish(&mut self) {
+        self.end_call().await;
+        if self.in_acd {
+            let _ = self
+                .ctx
+                .agents
+                .send(AgentsInput::CallerHungUp(self.acd_id))
+                .await;
+        }
+        self.record.ended_at = Some(unix_ms());
+        self.record.ivr_path = self
+            .ivr
+            .visited()
+            .iter()
+            .map(|(flow, step)| format!("{flow}.{step}"))
+            .collect();
+        self.record.hangup_by = self.hangup_by.map(str::to_owned);
+        self.record.quality = self.quality.clone();
+        self.record.disposition = Some(self.disposition());
+        self.save_record();
+        remove_route(&self.ctx, &self.call_id);
+        let _ = self
+            .ctx
+            .agents
+            .send(AgentsInput::CallGone {
+                call_id: self.call_id.clone(),
+                disposition: self
+                    .record
+                    .disposition
+                    .map(|d| d.as_str())
+                    .unwrap_or("failed")
+                    .to_owned(),
+            })
+            .await;
+        tracing::info!(disposition = ?self.record.disposition, "call ended");
+    }
+
+    fn disposition(&self) -> Disposition {
+        if self.record.agent.is_some() && self.answered_at.is_some() {
+            Disposition::Answered
+        } else if self.queued_at.is_some()
+            && self.hangup_by == Some("caller")
+            && self.queue_outcome_pending
+        {
+            Disposition::Abandoned
+        } else if self.record.tags.iter().any(|t| t == "voicemail") {
+            Disposition::Voicemail
+        } else if self.queued_at.is_some() {
+            Disposition::NoAgent
+        } else {
+            Disposition::SelfService
+        }
+    }
+
+    fn save_record(&self) {
+        if let Err(err) = self.ctx.store.save_call(&self.record) {
+            tracing::error!(%err, "call record not saved");
+        }
+    }
+
+    async fn publish_live(&self) {
+        let live = LiveCall {
+            call_id: self.call_id.clone(),
+            caller: self.record.caller.clone(),
+            dialled: self.record.dialled.clone(),
+            state: self.phase.name().to_owned(),
+            queue: self.record.queue.clone(),
+            agent: self
+                .agent_leg
+                .as_ref()
+                .map(|l| l.agent.clone())
+                .or(self.record.agent.clone()),
+            started_at: self.record.started_at,
+            queued_at: self.queued_at_ms,
+        };
+        let _ = self.ctx.agents.send(AgentsInput::CallUpdate(live)).await;
+    }
+}
+
+fn to_quality(q: &santral_media::QualitySummary) -> QualitySummary {
+    QualitySummary {
+        loss_percent: q.loss_percent,
+        jitter_ms: q.mean_jitter_ms,
+        rtt_ms: q.round_trip_ms,
+        mos: q.mos,
+    }
+}
+
+/// A Call-ID as a file name: letters, digits, `-`, `_` and `.` kept, the rest replaced.
+fn sanitize(call_id: &str) -> String {
+    call_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+async fn recv_media(media: &mut Option<CallerMedia>) -> Option<MediaEvent> {
+    match media {
+        Some(media) => media.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_bridge(bridge: &mut Option<Bridge>) -> Option<(BridgeLeg, MediaEvent)> {
+    match bridge {
+        Some(bridge) => bridge.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_parts() {
+        assert_eq!(uri_user("sip:1000@127.0.0.1:5060"), Some("1000"));
+        assert_eq!(uri_user("\"Bob\" <sip:2001@host>;tag=x"), Some("2001"));
+        assert_eq!(uri_user("<sip:host>"), None);
+        assert_eq!(uri_user("tel:123"), None);
+    }
+
+    #[test]
+    fn call_ids_become_safe_file_names() {
+        assert_eq!(sanitize("abc@127.0.0.1"), "abc_127.0.0.1");
+        assert_eq!(sanitize("../x"), ".._x");
+    }
+}

@@ -1,0 +1,146 @@
+//! End to end: agents registering with SIPp show up live in the HTTP API and on the wallboard;
+//! state changes over HTTP need the token and are recorded.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Santral, sipp};
+
+fn agents(server: &Santral) -> serde_json::Value {
+    reqwest::blocking::get(server.url("/api/v1/agents"))
+        .expect("GET /api/v1/agents")
+        .json()
+        .expect("JSON agents")
+}
+
+fn agent<'a>(list: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    list.as_array()
+        .expect("array")
+        .iter()
+        .find(|a| a["id"] == id)
+        .unwrap_or_else(|| panic!("agent {id} missing from {list}"))
+}
+
+/// Polls (bounded) until `check` holds for the agent list.
+fn wait_agents(server: &Santral, check: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = agents(server);
+        if check(&list) || Instant::now() > deadline {
+            return list;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn registration_logs_agents_in_and_http_changes_their_state() {
+    let mut server = Santral::start("");
+
+    let health: serde_json::Value = reqwest::blocking::get(server.url("/api/v1/health"))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+
+    let before = agents(&server);
+    assert_eq!(before.as_array().unwrap().len(), 4, "{before}");
+    assert_eq!(agent(&before, "2001")["state"], "logged-out");
+    assert_eq!(agent(&before, "2001")["registered"], false);
+
+    let (ok, out) = sipp(
+        "register.xml",
+        "u1",
+        server.sip_udp,
+        &["-s", "2001", "-au", "2001", "-ap", "secret2001"],
+    );
+    assert!(ok, "REGISTER 2001: {out}");
+
+    // login: on-register (the demo default) makes the agent available.
+    let after = wait_agents(&server, |l| agent(l, "2001")["state"] == "available");
+    assert_eq!(agent(&after, "2001")["state"], "available", "{after}");
+    assert_eq!(agent(&after, "2001")["registered"], true);
+    assert_eq!(agent(&after, "2001")["name"], "Ayşe Yılmaz");
+    assert_eq!(agent(&after, "2002")["state"], "logged-out");
+
+    let queues: serde_json::Value = reqwest::blocking::get(server.url("/api/v1/queues"))
+        .unwrap()
+        .json()
+        .unwrap();
+    let billing = queues
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "billing")
+        .expect("billing queue");
+    assert_eq!(billing["agents_available"], 1, "{queues}");
+    assert_eq!(billing["waiting"], 0);
+
+    let client = reqwest::blocking::Client::new();
+    let url = server.url("/api/v1/agents/2001/state");
+    let refused = client
+        .put(&url)
+        .json(&serde_json::json!({"state": "pause", "reason": "coaching"}))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+
+    let paused: serde_json::Value = client
+        .put(&url)
+        .bearer_auth("test-token")
+        .json(&serde_json::json!({"state": "pause", "reason": "coaching"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(paused["state"], "paused", "{paused}");
+    assert_eq!(paused["reason"], "coaching");
+    let listed = agents(&server);
+    assert_eq!(agent(&listed, "2001")["state"], "paused");
+
+    // Paused agents are not available to the queue.
+    let queues: serde_json::Value = reqwest::blocking::get(server.url("/api/v1/queues"))
+        .unwrap()
+        .json()
+        .unwrap();
+    let billing = queues
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "billing")
+        .unwrap();
+    assert_eq!(billing["agents_available"], 0, "{queues}");
+
+    let ready: serde_json::Value = client
+        .put(&url)
+        .bearer_auth("test-token")
+        .json(&serde_json::json!({"state": "ready"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(ready["state"], "available");
+
+    let metrics = reqwest::blocking::get(server.url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("santral_agents{state=\"available\"} 1"),
+        "{metrics}"
+    );
+
+    // The state changes were written to the database as they happened.
+    let status = server.terminate().expect("santral exits on SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+    let db = rusqlite::Connection::open(server.data_dir().join("santral.db")).unwrap();
+    let states: Vec<String> = db
+        .prepare("SELECT state FROM agent_events WHERE agent = '2001' ORDER BY id")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(states, ["available", "paused", "available"], "{states:?}");
+}

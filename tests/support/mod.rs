@@ -1,0 +1,234 @@
+//! Shared harness of the end-to-end tests: the real `santral` binary on free loopback ports
+//! with its data in a temporary directory, and SIPp scenarios from tests/sipp/.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub fn sipp_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/sipp")
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port on 127.0.0.1")
+}
+
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free TCP port on 127.0.0.1")
+}
+
+/// Waits for `child` to exit, killing it after `timeout`.
+pub fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// A running `santral serve`; killed when dropped.
+pub struct Santral {
+    child: Child,
+    log: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+    pub sip_udp: u16,
+    pub sip_tcp: u16,
+    pub http: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Santral {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Santral {
+    /// Starts the server with free ports, a temporary data directory and `extra` YAML (top-level
+    /// sections other than sip.listen, http.listen and storage) laid over the embedded defaults.
+    pub fn start(extra: &str) -> Santral {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (sip_udp, sip_tcp, http) = (free_udp_port(), free_tcp_port(), free_tcp_port());
+        let config = dir.path().join("santral.yaml");
+        let data = dir.path().display().to_string();
+        std::fs::write(
+            &config,
+            format!(
+                "sip:\n  listen:\n    - udp: 127.0.0.1:{sip_udp}\n    - tcp: 127.0.0.1:{sip_tcp}\n\
+                 http:\n  listen: 127.0.0.1:{http}\n  token: test-token\n\
+                 storage:\n  database: {data}/santral.db\n  recordings: {data}/recordings\n{extra}"
+            ),
+        )
+        .expect("write temp config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_santral"))
+            .current_dir(repo_root())
+            .args(["serve", "--config"])
+            .arg(&config)
+            // SANTRAL_TEST_LOG raises the server's log detail when a test needs a closer look.
+            .env(
+                "RUST_LOG",
+                std::env::var("SANTRAL_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start santral serve");
+        let stderr = child.stderr.take().expect("server stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut server = Santral {
+            child,
+            log: rx,
+            seen: Vec::new(),
+            sip_udp,
+            sip_tcp,
+            http,
+            dir,
+        };
+        assert!(
+            server.wait_for_log("HTTP listening", Duration::from_secs(20)),
+            "santral did not start: {:#?}",
+            server.seen
+        );
+        server
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+
+    /// Waits (bounded) for a log line containing `needle`.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> bool {
+        if self.seen.iter().any(|l| l.contains(needle)) {
+            return true;
+        }
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = line.contains(needle);
+                    self.seen.push(line);
+                    if hit {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    pub fn count_in_log(&mut self, needle: &str) -> usize {
+        while let Ok(line) = self.log.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> Option<ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        wait_bounded(&mut self.child, Duration::from_secs(20))
+    }
+}
+
+/// Runs one SIPp scenario from tests/sipp/ against 127.0.0.1:`server_port` ("u1" UDP,
+/// "t1" TCP); returns whether it passed and its stderr.
+pub fn sipp(scenario: &str, transport: &str, server_port: u16, extra: &[&str]) -> (bool, String) {
+    let local_port = if transport == "t1" {
+        free_tcp_port()
+    } else {
+        free_udp_port()
+    };
+    let mut child = Command::new("sipp")
+        .current_dir(sipp_dir())
+        .args([
+            "-sf",
+            scenario,
+            "-t",
+            transport,
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.1",
+        ])
+        .args(["-p", &local_port.to_string()])
+        .args(["-timeout", "15", "-timeout_error", "-nostdin"])
+        .args(extra)
+        .arg(format!("127.0.0.1:{server_port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipp is required for this test (Debian: apt-get install sip-tester)");
+    let status = wait_bounded(&mut child, Duration::from_secs(30));
+    let mut output = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut err, &mut output);
+    }
+    (status.is_some_and(|s| s.success()), output)
+}
+
+/// Starts SIPp with `args` (run from tests/sipp/) without waiting; the caller collects it with
+/// [`wait_sipp`].
+pub fn spawn_sipp(args: &[String]) -> Child {
+    Command::new("sipp")
+        .current_dir(sipp_dir())
+        .args(args)
+        .args(["-nostdin", "-timeout", "30", "-timeout_error"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipp is required for this test (Debian: apt-get install sip-tester)")
+}
+
+/// Waits (bounded) for a SIPp started with [`spawn_sipp`]; returns success and its stderr.
+pub fn wait_sipp(mut child: Child, timeout: Duration) -> (bool, String) {
+    let status = wait_bounded(&mut child, timeout);
+    let mut output = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut err, &mut output);
+    }
+    (status.is_some_and(|s| s.success()), output)
+}
+
+/// GET `url` and parse JSON.
+pub fn get_json(url: &str) -> serde_json::Value {
+    reqwest::blocking::get(url)
+        .unwrap_or_else(|err| panic!("GET {url}: {err}"))
+        .json()
+        .unwrap_or_else(|err| panic!("GET {url}: not JSON: {err}"))
+}
