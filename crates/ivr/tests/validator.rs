@@ -98,7 +98,7 @@ fn the_demo_flows_are_clean() {
     let loaded = FlowSet::load_dir(Path::new("../../ivr-flows"), &ctx(), 1)
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
-    assert_eq!(loaded.set.flows().count(), 3);
+    assert_eq!(loaded.set.flows().count(), 4);
 }
 
 #[test]
