@@ -544,3 +544,52 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn lossy_jittery_network_is_measured_and_concealed() {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut pair = Pair::new(Some(101));
+    pair.a.play_music(tone_prompt(200.0, 50));
+    // A→B packets: 3 % dropped, the rest delayed 0–60 ms (so also reordered).
+    let mut in_flight: Vec<(Instant, Vec<u8>)> = Vec::new();
+    let mut dropped = 0u64;
+    let mut silent_frames_while_playing = 0;
+    for tick in 0..1500 {
+        pair.now += Duration::from_millis(20);
+        let now = pair.now;
+        if let Some(t) = pair.a.tick(now) {
+            if rng.random::<f64>() < 0.03 {
+                dropped += 1;
+            } else {
+                let delay = Duration::from_millis(rng.random_range(0..60));
+                in_flight.push((now + delay, t.payload.to_vec()));
+            }
+        }
+        in_flight.sort_by_key(|(due, _)| *due);
+        while in_flight.first().is_some_and(|(due, _)| *due <= now) {
+            let (_, packet) = in_flight.remove(0);
+            let _ = pair.b.handle_rtp(now, pair.a_addr, &packet);
+        }
+        let _ = pair.b.tick(now);
+        if tick > 100 && pair.b.received_frame().iter().all(|&s| s.abs() < 100) {
+            silent_frames_while_playing += 1;
+        }
+    }
+    let quality = pair.b.quality();
+    let measured = quality.loss_percent;
+    let actual = 100.0 * dropped as f64 / 1500.0;
+    assert!(
+        (measured - actual).abs() < 0.5,
+        "measured {measured:.2} % vs dropped {actual:.2} %"
+    );
+    assert!(quality.mean_jitter_ms > 5.0, "{quality:?}");
+    assert!(quality.mos < 4.3 && quality.mos > 3.0, "{quality:?}");
+    // Concealment keeps the tone going through single losses: almost no silent frames.
+    assert!(
+        silent_frames_while_playing < 10,
+        "{silent_frames_while_playing} silent frames"
+    );
+    let stats = pair.b.jitter_stats();
+    assert!(stats.grown > 0, "{stats:?}");
+}
