@@ -39,9 +39,26 @@
 //!                  CallRecorder (stereo: caller left, agent right); or, for a pure relay with no
 //!                  recording, driver::run_relay with two relay::RtpRelay (SSRC/seq/ts rewrite).
 //!  supervisor:     mixer::Mixer with Audience::{Everyone, Only(agent), Nobody} = barge/whisper/listen.
-//!  hang-up:        SessionEnd.quality → QualitySummary { loss_percent, mean_jitter_ms, round_trip_ms,
-//!                  r_factor, mos } for the call record. Dropping the sockets releases the port pair.
+//!  hang-up:        MediaCommand::Shutdown (sends an RTCP BYE) → SessionEnd.quality → QualitySummary
+//!                  { loss_percent, mean_jitter_ms, round_trip_ms, r_factor, mos } for the call record.
+//!                  Dropping the sockets releases the port pair.
+//!  dead peer:      MediaEvent::MediaTimeout (no RTP for SessionConfig::media_timeout, 30 s by
+//!                  default) and MediaEvent::RemoteGoodbye (RTCP BYE) tell the call to hang up.
+//!  re-INVITE:      MediaCommand::Renegotiate(sdp::answer_offer(..)?.media) — hold/resume, new
+//!                  address, new codec.
 //! ```
+//!
+//! ## Events and robustness
+//!
+//! - DTMF: one [`MediaEvent::Dtmf`] `Pressed` per key (RFC 4733 redundancy and end packets
+//!   collapse), then `Released` with the duration. In-band detection runs until the far end
+//!   shows it sends RFC 4733, then stands down so gateways that send both are not doubled.
+//! - The far end may change SSRC at any time ([`MediaEvent::RemoteSsrcChanged`]); packets are
+//!   sent to where they really come from ([`MediaEvent::RemoteAddressChanged`]).
+//! - RFC 4733 and RFC 3389 comfort-noise packets count in the stream's numbering: they play as
+//!   silence and are not reported as loss.
+//! - Every input (SDP, RTP, RTCP, audio files) is parsed into typed values or refused with an
+//!   error; nothing from outside can panic the engine (property tests feed it garbage).
 //!
 //! ## Modules
 //!
