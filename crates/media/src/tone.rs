@@ -1,8 +1,9 @@
 //! Call-progress tones, beeps and comfort noise, generated 20 ms at a time.
 //!
-//! Cadences: Turkey and most of Europe use 425 Hz (ringback 1 s on / 4 s off, busy 0.5 / 0.5,
-//! ETSI TR 101 041 and Türk Telekom); North America uses 440+480 Hz ringback (2 s / 4 s) and
-//! 480+620 Hz busy (0.5 / 0.5), per ANSI T1.401.
+//! Cadences: the European plan (ETSI ES 201 970 style, used here for Turkey too, as the issue
+//! asks) is 425 Hz with ringback 1 s on / 4 s off and busy 0.5 s / 0.5 s; North America uses
+//! 440+480 Hz ringback (2 s / 4 s) and 480+620 Hz busy (0.5 s / 0.5 s). Operators whose
+//! network differs (some Turkish exchanges use 450 Hz) can add a region here.
 
 use crate::codec::{FRAME_SAMPLES, Frame};
 
