@@ -211,6 +211,53 @@ pub async fn run_session(
     }
 }
 
+/// A running session driver, as the call task holds it.
+#[derive(Debug)]
+pub struct MediaHandle {
+    pub commands: mpsc::Sender<MediaCommand>,
+    pub events: mpsc::Receiver<MediaEvent>,
+    /// Per-tick audio (received and sent), when asked for (recording, supervisor taps).
+    pub audio: Option<mpsc::Receiver<TickAudio>>,
+    pub task: tokio::task::JoinHandle<SessionEnd>,
+}
+
+/// Spawns [`run_session`] with channels sized for one call (`with_audio`: also a per-tick audio
+/// tap holding up to 5 s). The task inherits the caller's tracing span, so spawn it inside the
+/// call's span (with the Call-ID) to have media logs carry it.
+pub fn spawn_session(
+    session: MediaSession,
+    sockets: RtpSockets,
+    pacer: &crate::pacer::Pacer,
+    with_audio: bool,
+) -> MediaHandle {
+    use tracing::Instrument as _;
+    let (commands, command_rx) = mpsc::channel(32);
+    let (event_tx, events) = mpsc::channel(128);
+    let (audio_tx, audio) = if with_audio {
+        let (tx, rx) = mpsc::channel(250);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let task = tokio::spawn(
+        run_session(
+            session,
+            sockets,
+            pacer.subscribe(),
+            command_rx,
+            event_tx,
+            audio_tx,
+        )
+        .instrument(tracing::Span::current()),
+    );
+    MediaHandle {
+        commands,
+        events,
+        audio,
+        task,
+    }
+}
+
 /// Most frames a session catches up in one wake-up after its task was delayed.
 const MAX_CATCH_UP_TICKS: u64 = 5;
 

@@ -22,9 +22,9 @@
 //!                      Err(reason) => { /* 488 Not Acceptable Here, Warning/Reason: reason.reason() */ }
 //!                  }
 //!                  let session = MediaSession::new(SessionConfig::from_negotiated(&answer.media), Instant::now());
-//!                  // either spawn the driver and talk to it by channels …
-//!                  tokio::spawn(run_session(session, sockets, pacer.subscribe(), cmd_rx, event_tx, Some(tap_tx))
-//!                      .instrument(tracing::info_span!("call", call_id = %call_id)));
+//!                  // either spawn the driver and talk to it by channels (inside the call's span,
+//!                  // tracing::info_span!("call", call_id = %call_id), so media logs carry it) …
+//!                  let mut media = spawn_session(session, sockets, &pacer, record);  // MediaHandle
 //!                  // … or drive the MediaSession directly inside the call task (same calls as the driver).
 //!
 //!  IVR:            cmd_tx.send(MediaCommand::Play { playlist: Playlist::new(vec![prompts.get(path, codec)?]),

@@ -319,6 +319,24 @@ impl PromptCache {
         Ok(prompt)
     }
 
+    /// [`PromptCache::get`] on tokio's blocking pool, for use from async call tasks.
+    pub async fn get_async(
+        &self,
+        path: PathBuf,
+        codec: Codec,
+    ) -> Result<Arc<EncodedPrompt>, PromptError> {
+        let cache = self.clone();
+        let name = path.clone();
+        tokio::task::spawn_blocking(move || cache.get(&path, codec))
+            .await
+            .unwrap_or_else(|join| {
+                Err(PromptError::Decode {
+                    path: name,
+                    reason: format!("decoder task failed: {join}"),
+                })
+            })
+    }
+
     /// Loads every prompt up front (e.g. at startup), so the first caller does not wait.
     pub fn preload<'a>(
         &self,

@@ -8,14 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use santral_media::codec::{Codec, FRAME_SAMPLES};
-use santral_media::driver::{MediaCommand, RtpSockets, TickAudio, run_session};
+use santral_media::driver::{MediaCommand, RtpSockets, spawn_session};
 use santral_media::jitter::JitterConfig;
 use santral_media::pacer::Pacer;
 use santral_media::port::PortAllocator;
 use santral_media::prompt::{EncodedPrompt, Playlist, PromptCache};
 use santral_media::sdp::Direction;
 use santral_media::session::{MediaEvent, MediaSession, SessionConfig};
-use tokio::sync::mpsc;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -75,13 +74,6 @@ fn best_snr_db(source: &[i16], heard: &[i16]) -> f64 {
     best
 }
 
-struct Leg {
-    commands: mpsc::Sender<MediaCommand>,
-    events: mpsc::Receiver<MediaEvent>,
-    audio: mpsc::Receiver<TickAudio>,
-    task: tokio::task::JoinHandle<santral_media::driver::SessionEnd>,
-}
-
 fn config(codec: Codec, ssrc: u32, remote_port: u16) -> SessionConfig {
     SessionConfig {
         local_ssrc: ssrc,
@@ -101,26 +93,6 @@ fn config(codec: Codec, ssrc: u32, remote_port: u16) -> SessionConfig {
     }
 }
 
-fn start(session: MediaSession, sockets: RtpSockets, pacer: &Pacer) -> Leg {
-    let (commands, command_rx) = mpsc::channel(16);
-    let (event_tx, events) = mpsc::channel(64);
-    let (audio_tx, audio) = mpsc::channel(1024);
-    let task = tokio::spawn(run_session(
-        session,
-        sockets,
-        pacer.subscribe(),
-        command_rx,
-        event_tx,
-        Some(audio_tx),
-    ));
-    Leg {
-        commands,
-        events,
-        audio,
-        task,
-    }
-}
-
 async fn play_both_ways(codec: Codec) {
     let dir = std::env::temp_dir();
     let prompt_a: PathBuf = dir.join(format!(
@@ -135,10 +107,12 @@ async fn play_both_ways(codec: Codec) {
     write_speech_like_prompt(&prompt_b, 210.0);
     let cache = PromptCache::new();
     let from_a: Arc<EncodedPrompt> = cache
-        .get(&prompt_a, codec)
+        .get_async(prompt_a.clone(), codec)
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
     let from_b: Arc<EncodedPrompt> = cache
-        .get(&prompt_b, codec)
+        .get_async(prompt_b.clone(), codec)
+        .await
         .unwrap_or_else(|e| panic!("{e}"));
 
     let ports = PortAllocator::new(42000..=42999).unwrap_or_else(|e| panic!("{e}"));
@@ -152,15 +126,17 @@ async fn play_both_ways(codec: Codec) {
     assert_eq!(port_a % 2, 0);
     let now = std::time::Instant::now();
     let pacer = Pacer::spawn();
-    let mut leg_a = start(
+    let mut leg_a = spawn_session(
         MediaSession::new(config(codec, 0xAAAA, port_b), now),
         sockets_a,
         &pacer,
+        true,
     );
-    let mut leg_b = start(
+    let mut leg_b = spawn_session(
         MediaSession::new(config(codec, 0xBBBB, port_a), now),
         sockets_b,
         &pacer,
+        true,
     );
 
     for (leg, prompt) in [(&leg_a, &from_a), (&leg_b, &from_b)] {
@@ -174,31 +150,41 @@ async fn play_both_ways(codec: Codec) {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    // Wait for both playbacks to finish (2 s of audio), bounded.
+    // Collect what each side hears while waiting for both playbacks to finish (bounded).
+    let mut heard_by_a = Vec::new();
+    let mut heard_by_b = Vec::new();
+    let mut audio_a = leg_a
+        .audio
+        .take()
+        .unwrap_or_else(|| panic!("audio tap requested"));
+    let mut audio_b = leg_b
+        .audio
+        .take()
+        .unwrap_or_else(|| panic!("audio tap requested"));
     let mut finished = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while finished < 2 {
+    let mut drain_until = None;
+    loop {
         tokio::select! {
             Some(event) = leg_a.events.recv() => if matches!(event, MediaEvent::PlaybackFinished { .. }) { finished += 1 },
             Some(event) = leg_b.events.recv() => if matches!(event, MediaEvent::PlaybackFinished { .. }) { finished += 1 },
+            Some(tick) = audio_a.recv() => heard_by_a.extend_from_slice(&tick.received),
+            Some(tick) = audio_b.recv() => heard_by_b.extend_from_slice(&tick.received),
             _ = tokio::time::sleep_until(deadline) => panic!("playback did not finish in time"),
         }
+        // After both finish, keep listening 300 ms so the jitter buffers drain.
+        if finished >= 2 && drain_until.is_none() {
+            drain_until = Some(tokio::time::Instant::now() + Duration::from_millis(300));
+        }
+        if drain_until.is_some_and(|until| tokio::time::Instant::now() >= until) {
+            break;
+        }
     }
-    // Let the jitter buffers drain.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let _ = leg_a.commands.send(MediaCommand::Shutdown).await;
     let _ = leg_b.commands.send(MediaCommand::Shutdown).await;
     let quality_a = leg_a.task.await.unwrap_or_else(|e| panic!("{e}")).quality;
     let quality_b = leg_b.task.await.unwrap_or_else(|e| panic!("{e}")).quality;
 
-    let mut heard_by_a = Vec::new();
-    while let Ok(tick) = leg_a.audio.try_recv() {
-        heard_by_a.extend_from_slice(&tick.received);
-    }
-    let mut heard_by_b = Vec::new();
-    while let Ok(tick) = leg_b.audio.try_recv() {
-        heard_by_b.extend_from_slice(&tick.received);
-    }
     let snr_at_b = best_snr_db(from_a.pcm(), &heard_by_b);
     let snr_at_a = best_snr_db(from_b.pcm(), &heard_by_a);
     eprintln!("{codec:?}: A→B SNR {snr_at_b:.1} dB, B→A SNR {snr_at_a:.1} dB");
