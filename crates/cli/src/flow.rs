@@ -14,9 +14,6 @@ use santral_ivr::graph::{self, GraphFormat};
 use santral_ivr::simulator::{self, Keypad, PromptTexts, QueueStub, Scenario};
 use santral_ivr::{FlowSet, ValidationContext};
 
-/// Demo customer data the simulator and flow tests verify callers against.
-const DEFAULT_CUSTOMERS: &str = "config/customers.yaml";
-
 #[derive(Subcommand)]
 pub enum FlowCommand {
     /// Check flows (directories or files; the configured flow directory by default): every
@@ -50,9 +47,9 @@ pub enum FlowCommand {
         /// What the stand-in ACD does with each queue step.
         #[arg(long, value_enum, default_value = "answered")]
         queue: QueueArg,
-        /// Customer data file for lookup steps.
-        #[arg(long, default_value = DEFAULT_CUSTOMERS)]
-        customers: PathBuf,
+        /// Customer data for lookup steps (the configured `flows.customers` by default).
+        #[arg(long)]
+        customers: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
     },
@@ -60,8 +57,9 @@ pub enum FlowCommand {
     Test {
         /// Test files or directories (the flow directory's tests/ by default).
         paths: Vec<PathBuf>,
-        #[arg(long, default_value = DEFAULT_CUSTOMERS)]
-        customers: PathBuf,
+        /// Customer data for lookup steps (the configured `flows.customers` by default).
+        #[arg(long)]
+        customers: Option<PathBuf>,
         /// Show every case, not just failures.
         #[arg(long, short)]
         verbose: bool,
@@ -140,7 +138,8 @@ pub fn run(cmd: FlowCommand) -> anyhow::Result<ExitCode> {
                 lookups: None,
                 transfer_connects: true,
             };
-            let mut directory = load_customers(&customers)?;
+            let mut directory =
+                load_customers(customers.as_deref().unwrap_or(&settings.customers))?;
             let texts =
                 PromptTexts::load(&settings.prompts_dir.join("prompts.yaml")).unwrap_or_default();
             let mut print =
@@ -172,7 +171,7 @@ pub fn run(cmd: FlowCommand) -> anyhow::Result<ExitCode> {
             customers,
             verbose,
             common,
-        } => test(paths, &customers, verbose, &common),
+        } => test(paths, customers, verbose, &common),
         FlowCommand::Graph {
             flow,
             format,
@@ -204,6 +203,7 @@ struct Settings {
     prompts_dir: PathBuf,
     default_language: String,
     hotlines: Vec<crate::config::Hotline>,
+    customers: PathBuf,
 }
 
 impl Settings {
@@ -219,6 +219,7 @@ impl Settings {
             prompts_dir: config.prompts.dir.clone(),
             default_language: config.prompts.default_language.clone(),
             hotlines: config.hotlines.clone(),
+            customers: config.flows.customers.clone(),
         })
     }
 }
@@ -264,7 +265,7 @@ fn check(paths: Vec<PathBuf>, common: &Common) -> anyhow::Result<ExitCode> {
 
 fn test(
     paths: Vec<PathBuf>,
-    customers: &Path,
+    customers: Option<PathBuf>,
     verbose: bool,
     common: &Common,
 ) -> anyhow::Result<ExitCode> {
@@ -273,7 +274,7 @@ fn test(
         FlowSet::load_dir(&settings.flows_dir, &settings.ctx, 1).map_err(anyhow::Error::msg)?;
     let env = TestEnvironment {
         set: Arc::new(loaded.set),
-        customers: load_customers(customers)?,
+        customers: load_customers(customers.as_deref().unwrap_or(&settings.customers))?,
         default_language: settings.default_language.clone(),
     };
     let paths = if paths.is_empty() {
