@@ -293,11 +293,13 @@ fn test(
     let mut results = Vec::new();
     let mut broken_files = 0;
     for file in &files {
-        match // The cases' own stubbed failures (CRM down, …) would log warnings; the
-        // report below says all that matters.
-        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
-            flowtest::run_file(file, &env)
-        }) {
+        // The cases' own stubbed failures (CRM down, …) would log warnings; the report
+        // below says all that matters.
+        let outcome =
+            tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+                flowtest::run_file(file, &env)
+            });
+        match outcome {
             Ok(r) => results.extend(r),
             Err(errors) => {
                 broken_files += 1;
