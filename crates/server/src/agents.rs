@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use santral_acd::config::{AcdConfig, AgentConfig, SkillRequirement, Strategy};
+use santral_acd::config::{AcdConfig, AgentConfig};
 use santral_acd::{Acd, AgentStatus, CallId, CallJoin, Input, Output};
 use tokio::sync::mpsc;
 
@@ -65,26 +65,7 @@ impl Setup {
                 languages: a.languages.clone(),
             })
             .collect();
-        let queues = config
-            .queues
-            .iter()
-            .map(|q| {
-                let skills = q
-                    .skills
-                    .iter()
-                    .map(|(skill, level)| SkillRequirement {
-                        skill: skill.clone(),
-                        min_level: *level,
-                    })
-                    .collect();
-                let mut queue = santral_acd::config::QueueConfig::new(q.name.clone(), skills);
-                queue.language = q.language.clone();
-                queue.strategy = parse_strategy(&q.strategy);
-                queue.wrap_up_secs = q.wrap_up.as_secs();
-                queue.service_level_secs = q.service_level.target.as_secs();
-                queue
-            })
-            .collect();
+        let queues = config.queues.clone();
         Setup {
             acd: AcdConfig {
                 queues,
@@ -102,16 +83,6 @@ impl Setup {
             login: config.agents.login,
         }
     }
-}
-
-fn parse_strategy(name: &str) -> Strategy {
-    serde_json::from_value(serde_json::Value::String(name.to_owned())).unwrap_or_else(|_| {
-        tracing::warn!(
-            strategy = name,
-            "unknown queue strategy; using longest-idle"
-        );
-        Strategy::LongestIdle
-    })
 }
 
 /// Converts the engine's monotonic instants into wall-clock Unix milliseconds for records.

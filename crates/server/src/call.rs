@@ -176,6 +176,11 @@ struct CallTask {
     media: Option<CallerMedia>,
     bridge: Option<Bridge>,
     agent_leg: Option<AgentLeg>,
+    /// Legs whose offer was withdrawn, kept until their INVITE transaction ends (487, or a
+    /// late 200 that we then hang up).
+    cancelled_legs: Vec<AgentLeg>,
+    /// The queue's own prompt playing before the hold music.
+    queue_prompt: Option<u64>,
     phase: Phase,
     record: CallRecord,
     queued_at: Option<Instant>,
@@ -358,6 +363,8 @@ async fn run(
         media: Some(media),
         bridge: None,
         agent_leg: None,
+        cancelled_legs: Vec::new(),
+        queue_prompt: None,
         phase: Phase::Ivr,
         queued_at: None,
         queued_at_ms: None,
@@ -519,6 +526,10 @@ impl CallTask {
     }
 
     async fn handle_response(&mut self, id: TransactionId, response: Message) {
+        if let Some(index) = self.cancelled_legs.iter().position(|l| l.invite_id == id) {
+            self.cancelled_leg_response(index, &response).await;
+            return;
+        }
         let Some(leg) = self.agent_leg.as_mut() else {
             return;
         };
@@ -589,6 +600,15 @@ impl CallTask {
                     tracing::debug!(digit = %key, "digit");
                 }
                 self.ivr.handle(IvrEvent::Digit(key), now);
+            }
+            MediaEvent::PlaybackFinished { id } | MediaEvent::PlaybackStopped { id, .. }
+                if self.queue_prompt == Some(id) =>
+            {
+                self.queue_prompt = None;
+                if self.phase == Phase::Queued {
+                    self.start_hold_music().await;
+                }
+                return;
             }
             MediaEvent::PlaybackFinished { id } | MediaEvent::PlaybackStopped { id, .. } => {
                 if self.playing == Some(id) {
@@ -751,6 +771,14 @@ impl CallTask {
     }
 
     async fn play(&mut self, prompts: &[PromptRef], barge_in: bool) {
+        match self.start_playlist(prompts, barge_in).await {
+            Some(id) => self.playing = Some(id),
+            None => self.ivr.handle(IvrEvent::PromptFinished, Instant::now()),
+        }
+    }
+
+    /// Plays prompts on the caller's media; None when nothing could be played.
+    async fn start_playlist(&mut self, prompts: &[PromptRef], barge_in: bool) -> Option<u64> {
         let paths: Vec<PathBuf> = prompts.iter().map(|p| self.prompt_path(p)).collect();
         let cache = self.ctx.prompts.clone();
         let codec = self.codec;
@@ -765,19 +793,14 @@ impl CallTask {
             Ok(Ok(prompts)) => Playlist::new(prompts),
             Ok(Err(err)) => {
                 tracing::error!(%err, "prompt cannot be played");
-                self.ivr.handle(IvrEvent::PromptFinished, Instant::now());
-                return;
+                return None;
             }
             Err(err) => {
                 tracing::error!(%err, "prompt loading failed");
-                self.ivr.handle(IvrEvent::PromptFinished, Instant::now());
-                return;
+                return None;
             }
         };
-        let Some(media) = &self.media else {
-            self.ivr.handle(IvrEvent::PromptFinished, Instant::now());
-            return;
-        };
+        let media = self.media.as_ref()?;
         let (started, id) = oneshot::channel();
         let _ = media
             .commands
@@ -787,10 +810,11 @@ impl CallTask {
                 started: Some(started),
             })
             .await;
-        self.playing = id.await.ok();
+        id.await.ok()
     }
 
     async fn enqueue(&mut self, request: EnqueueRequest) {
+        // No queue named (the operator choice): the operator queue, which any agent serves.
         let queue = request.queue.clone().unwrap_or_else(|| "operator".into());
         self.record.queue = Some(queue.clone());
         let mut join = CallJoin::new(self.acd_id, &queue)
@@ -832,6 +856,19 @@ impl CallTask {
             .await;
         self.save_record();
         self.publish_live().await;
+    }
+
+    async fn start_hold_music(&mut self) {
+        let Some(music) = self.ctx.music_on_hold.clone() else {
+            return;
+        };
+        let cache = self.ctx.prompts.clone();
+        let codec = self.codec;
+        match tokio::task::spawn_blocking(move || cache.get(&music, codec)).await {
+            Ok(Ok(music)) => self.media_command(MediaCommand::PlayMusic(music)).await,
+            Ok(Err(err)) => tracing::error!(%err, "hold music cannot be played"),
+            Err(err) => tracing::error!(%err, "hold music loading failed"),
+        }
     }
 
     async fn ring_agent(&mut self, offer: Offer) {
@@ -962,15 +999,56 @@ impl CallTask {
         invite.push_header("X-Santral-Call-ID", self.call_id.clone());
     }
 
+    /// The ACD withdrew the offer (ring timeout, answered elsewhere): CANCEL the INVITE and
+    /// keep the leg aside until its transaction ends, so the next offer can ring at once.
     async fn cancel_agent(&mut self, agent: &str) {
-        let Some(leg) = self.agent_leg.as_mut() else {
-            return;
-        };
-        if leg.agent != agent || leg.answered {
+        let withdraw = self
+            .agent_leg
+            .as_ref()
+            .is_some_and(|leg| leg.agent == agent && !leg.answered);
+        if !withdraw {
             return;
         }
+        let Some(mut leg) = self.agent_leg.take() else {
+            return;
+        };
+        tracing::info!(%agent, "offer withdrawn: cancelling the agent's INVITE");
         if leg.call.cancel() {
             let _ = self.ctx.sip.cancel(leg.invite_id).await;
+        }
+        self.cancelled_legs.push(leg);
+        if self.phase == Phase::Ringing {
+            self.phase = Phase::Queued;
+        }
+        self.publish_live().await;
+    }
+
+    async fn cancelled_leg_response(&mut self, index: usize, response: &Message) {
+        let leg = &mut self.cancelled_legs[index];
+        match leg.call.handle_response(&leg.invite, response) {
+            Some(CallEvent::Answered { ack, .. }) => {
+                // The phone answered as the CANCEL crossed it: confirm, then hang up.
+                let hop = leg
+                    .call
+                    .dialog()
+                    .and_then(|d| d.next_hop())
+                    .unwrap_or(leg.peer.remote);
+                let _ = self.ctx.sip.send_stateless(ack, leg.peer.transport, hop);
+                if let Some(bye) = leg.call.bye() {
+                    let _ = self
+                        .ctx
+                        .sip
+                        .send_request(bye, leg.peer.transport, hop)
+                        .await;
+                }
+                let leg = self.cancelled_legs.remove(index);
+                remove_route(&self.ctx, leg.call.call_id());
+            }
+            Some(CallEvent::Failed { .. }) => {
+                let leg = self.cancelled_legs.remove(index);
+                remove_route(&self.ctx, leg.call.call_id());
+            }
+            _ => {}
         }
     }
 
@@ -1260,6 +1338,9 @@ impl CallTask {
         self.record.disposition = Some(self.disposition());
         self.save_record();
         remove_route(&self.ctx, &self.call_id);
+        for leg in self.cancelled_legs.drain(..) {
+            remove_route(&self.ctx, leg.call.call_id());
+        }
         let _ = self
             .ctx
             .agents

@@ -294,52 +294,9 @@ pub struct AgentAccount {
     pub languages: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct QueueConfig {
-    pub name: String,
-    /// Required skills (all of them) with minimum levels.
-    #[serde(default)]
-    pub skills: BTreeMap<String, u8>,
-    /// Language the agent must speak, if any.
-    #[serde(default)]
-    pub language: Option<String>,
-    /// Routing strategy (longest-idle, fewest-calls, least-talk-time, round-robin, ring-all,
-    /// random, linear, best-skill).
-    #[serde(default = "default_strategy")]
-    pub strategy: String,
-    /// Time the agent stays in wrap-up after a call of this queue.
-    #[serde(default = "default_wrap_up", with = "duration_text")]
-    #[schemars(with = "String")]
-    pub wrap_up: Duration,
-    #[serde(default)]
-    pub service_level: ServiceLevel,
-}
-
-fn default_strategy() -> String {
-    "longest-idle".to_owned()
-}
-
-fn default_wrap_up() -> Duration {
-    Duration::from_secs(10)
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceLevel {
-    /// A call answered within this wait counts as within the service level.
-    #[serde(with = "duration_text")]
-    #[schemars(with = "String")]
-    pub target: Duration,
-}
-
-impl Default for ServiceLevel {
-    fn default() -> Self {
-        ServiceLevel {
-            target: Duration::from_secs(20),
-        }
-    }
-}
+/// A queue is the ACD's own queue configuration (skills with minimum levels, strategy,
+/// wrap-up, ring timeout, service level, limits, announcements, escalation): see docs/acd.md.
+pub use santral_acd::config::QueueConfig;
 
 /// The embedded file as a generic value, parsed once; each section's `Default` is read from it.
 fn embedded_value() -> &'static serde_json::Value {
@@ -670,8 +627,9 @@ impl Config {
                     format!("queue {:?} is defined twice", queue.name),
                 ));
             }
-            for (skill, level) in &queue.skills {
-                if !(1..=10).contains(level) {
+            for requirement in &queue.skills {
+                let (skill, level) = (&requirement.skill, requirement.min_level);
+                if !(1..=10).contains(&level) {
                     problems.push(Problem::new(
                         Place::Queue(index),
                         format!(
@@ -931,7 +889,7 @@ mod tests {
         assert_eq!(config.hotlines[0].number, "1000");
         assert_eq!(config.hotlines[0].flow, "main");
         let queues: Vec<&str> = config.queues.iter().map(|q| q.name.as_str()).collect();
-        assert_eq!(queues, ["billing", "tech", "sales"]);
+        assert_eq!(queues, ["billing", "tech", "sales", "operator"]);
         assert!(config.warnings().is_empty(), "{:?}", config.warnings());
     }
 
@@ -992,7 +950,7 @@ agents:
       password: b
 queues:
   - name: billing
-    skills: { billing: 11 }
+    skills: [{ skill: billing, min_level: 11 }]
 ";
         let err = Config::parse(yaml, "dup.yaml").unwrap_err();
         let lines: Vec<String> = err.0.iter().map(|e| e.to_string()).collect();

@@ -1,0 +1,259 @@
+//! End to end, the other paths a call centre lives on, each with real SIP clients against the
+//! real binary: card services by DTMF, a caller who gives up while waiting (seen on the
+//! wallboard in headless Chromium first), an agent who does not answer, and calls to numbers
+//! that are not hotlines.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{Santral, free_udp_port, get_json, sipp, spawn_sipp, wait_sipp};
+
+/// Registers `agent` from `port` and waits until the ACD has it available.
+fn register_agent(server: &Santral, agent: &str, port: u16) {
+    let (ok, out) = sipp(
+        "register.xml",
+        "u1",
+        server.sip_udp,
+        &[
+            "-s",
+            agent,
+            "-au",
+            agent,
+            "-ap",
+            &format!("secret{agent}"),
+            "-p",
+            &port.to_string(),
+        ],
+    );
+    assert!(ok, "REGISTER {agent}: {out}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let agents = get_json(&server.url("/api/v1/agents"));
+        let available = agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == agent && a["state"] == "available");
+        if available {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("agent {agent} did not become available");
+}
+
+fn caller_args(scenario: &str, server: &Santral, talk_ms: u32) -> Vec<String> {
+    vec![
+        "-sf".into(),
+        scenario.into(),
+        "-s".into(),
+        "1000".into(),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        free_udp_port().to_string(),
+        "-mp".into(),
+        free_udp_port().to_string(),
+        "-d".into(),
+        talk_ms.to_string(),
+        "-m".into(),
+        "1".into(),
+        format!("127.0.0.1:{}", server.sip_udp),
+    ]
+}
+
+fn agent_args(scenario: &str, port: u16) -> Vec<String> {
+    vec![
+        "-sf".into(),
+        scenario.into(),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+        "-mp".into(),
+        free_udp_port().to_string(),
+        "-rtp_echo".into(),
+        "-m".into(),
+        "1".into(),
+    ]
+}
+
+fn only_call(server: &Santral) -> serde_json::Value {
+    let calls = get_json(&server.url("/api/v1/calls"));
+    let calls = calls.as_array().expect("array of calls").clone();
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    calls.into_iter().next().unwrap()
+}
+
+#[test]
+fn card_services_by_dtmf_blocks_the_card() {
+    let mut server = Santral::start("");
+    let caller = spawn_sipp(&caller_args("caller_card_block.xml", &server, 0));
+    let (ok, out) = wait_sipp(caller, Duration::from_secs(60));
+    assert!(
+        ok,
+        "card services scenario: {out}\nserver: {:#?}",
+        server.seen
+    );
+    assert!(server.wait_for_log("call ended", Duration::from_secs(10)));
+
+    let call = only_call(&server);
+    assert_eq!(call["disposition"], "self-service", "{call}");
+    assert_eq!(call["hangup_by"], "system", "{call}");
+    let tags: Vec<&str> = call["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    assert!(tags.contains(&"identity-verified"), "{call}");
+    assert!(tags.contains(&"card-blocked"), "{call}");
+    // The PIN never reaches the record or the log in clear (the caller's number holds the
+    // same four digits, so look for them as a number of their own).
+    assert_eq!(call["variables"]["pin"], "****", "{call}");
+    assert!(!has_number(&call.to_string(), "1234"), "{call}");
+    assert!(
+        !server.seen.iter().any(|l| has_number(l, "1234")),
+        "PIN in the log: {:#?}",
+        server.seen
+    );
+
+    server.terminate();
+    let db = rusqlite::Connection::open(server.data_dir().join("santral.db")).unwrap();
+    let status: String = db
+        .query_row(
+            "SELECT status FROM card_status WHERE customer = '100001' AND card_last4 = '4821'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("card status stored");
+    assert_eq!(status, "blocked");
+}
+
+/// Whether `text` holds `number` with no digit right before or after it.
+fn has_number(text: &str, number: &str) -> bool {
+    text.match_indices(number).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + number.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_digit()) && !after.is_some_and(|c| c.is_ascii_digit())
+    })
+}
+
+/// Debian's chromium dumps the wallboard's DOM after its scripts ran.
+fn wallboard_dom(url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let output = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .output()
+        .expect("chromium is required (Debian package chromium)");
+    assert!(output.status.success(), "chromium failed");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn a_caller_who_gives_up_is_shown_waiting_then_recorded_as_abandoned() {
+    let mut server = Santral::start("");
+    // No agent is logged in: the caller waits in billing with hold music, then hangs up.
+    let caller = spawn_sipp(&caller_args("caller_abandons.xml", &server, 7000));
+    assert!(
+        server.wait_for_log("caller queued", Duration::from_secs(15)),
+        "{:#?}",
+        server.seen
+    );
+
+    let dom = wallboard_dom(&server.url("/"));
+    assert!(dom.contains("id=\"status\" class=\"live\""), "{dom}");
+    let start = dom.find("data-queue=\"billing\"").expect("billing card");
+    let billing = &dom[start..start + dom[start..].find("</article>").unwrap()];
+    assert!(
+        billing.contains("<div class=\"value\">1</div><div class=\"label\">waiting</div>"),
+        "{billing}"
+    );
+    let live = get_json(&server.url("/api/v1/calls/live"));
+    assert_eq!(live[0]["state"], "queued", "{live}");
+
+    let (ok, out) = wait_sipp(caller, Duration::from_secs(30));
+    assert!(ok, "caller scenario: {out}");
+    assert!(server.wait_for_log("call ended", Duration::from_secs(10)));
+    let call = only_call(&server);
+    assert_eq!(call["disposition"], "abandoned", "{call}");
+    assert_eq!(call["queue"], "billing");
+    assert_eq!(call["hangup_by"], "caller");
+    assert!(call["agent"].is_null());
+    let queues = get_json(&server.url("/api/v1/queues"));
+    let billing = queues
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "billing")
+        .unwrap();
+    assert_eq!(billing["waiting"], 0, "{queues}");
+}
+
+#[test]
+fn an_agent_who_does_not_answer_is_skipped_for_the_next() {
+    // Linear order makes 2001 (who never answers) first; a 2 s ring timeout moves on to 2002.
+    let mut server = Santral::start(
+        "queues:\n  - name: billing\n    skills: [{ skill: billing, min_level: 1 }]\n    \
+         strategy: linear\n    agent_order: [\"2001\", \"2002\"]\n    ring_timeout_secs: 2\n    \
+         wrap_up_secs: 5\n  - name: tech\n  - name: sales\n  - name: operator\n",
+    );
+    let (silent_port, answering_port) = (free_udp_port(), free_udp_port());
+    register_agent(&server, "2001", silent_port);
+    register_agent(&server, "2002", answering_port);
+    let silent = spawn_sipp(&agent_args("agent_ignores.xml", silent_port));
+    let answering = spawn_sipp(&agent_args("agent_answer.xml", answering_port));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let caller = spawn_sipp(&caller_args("caller_menu_1.xml", &server, 6000));
+    let (ok, out) = wait_sipp(caller, Duration::from_secs(40));
+    assert!(ok, "caller: {out}\nserver: {:#?}", server.seen);
+    let (ok, out) = wait_sipp(silent, Duration::from_secs(10));
+    assert!(ok, "2001 rang and was cancelled: {out}");
+    let (ok, out) = wait_sipp(answering, Duration::from_secs(10));
+    assert!(ok, "2002 answered: {out}");
+
+    assert!(server.wait_for_log("call ended", Duration::from_secs(10)));
+    let call = only_call(&server);
+    assert_eq!(call["disposition"], "answered", "{call}");
+    assert_eq!(call["agent"], "2002", "{call}");
+    assert!(call["wait_ms"].as_i64().unwrap() >= 2000, "{call}");
+}
+
+#[test]
+fn numbers_that_are_not_hotlines_are_refused() {
+    let server = Santral::start("");
+    // An agent's number: exists, but unauthenticated callers may not reach it.
+    let (ok, out) = sipp(
+        "caller_refused_403.xml",
+        "u1",
+        server.sip_udp,
+        &["-s", "2001", "-mp", &free_udp_port().to_string()],
+    );
+    assert!(ok, "INVITE 2001 → 403: {out}");
+    // An outside number: no trunk, no route, no toll fraud.
+    let (ok, out) = sipp(
+        "caller_refused_404.xml",
+        "u1",
+        server.sip_udp,
+        &["-s", "00902125550000", "-mp", &free_udp_port().to_string()],
+    );
+    assert!(ok, "INVITE outside number → 404: {out}");
+    let calls = get_json(&server.url("/api/v1/calls"));
+    assert_eq!(calls.as_array().unwrap().len(), 0, "{calls}");
+}
