@@ -1,7 +1,7 @@
 //! End to end, the other paths a call centre lives on, each with real SIP clients against the
 //! real binary: card services by DTMF, a caller who gives up while waiting (seen on the
-//! wallboard in headless Chromium first), an agent who does not answer, and calls to numbers
-//! that are not hotlines.
+//! wallboard in headless Chromium first), an agent who does not answer, calls to numbers
+//! that are not hotlines, and a shutdown that drains calls.
 
 mod support;
 
@@ -195,6 +195,7 @@ fn a_caller_who_gives_up_is_shown_waiting_then_recorded_as_abandoned() {
     assert_eq!(call["queue"], "billing");
     assert_eq!(call["hangup_by"], "caller");
     assert!(call["agent"].is_null());
+    assert!(call["wait_ms"].as_i64().unwrap_or(0) >= 5000, "{call}");
     let queues = get_json(&server.url("/api/v1/queues"));
     let billing = queues
         .as_array()
@@ -256,4 +257,44 @@ fn numbers_that_are_not_hotlines_are_refused() {
     assert!(ok, "INVITE outside number → 404: {out}");
     let calls = get_json(&server.url("/api/v1/calls"));
     assert_eq!(calls.as_array().unwrap().len(), 0, "{calls}");
+}
+
+#[test]
+fn sigterm_drains_refusing_new_calls_then_hangs_up_the_rest() {
+    let mut server = Santral::start("shutdown:\n  drain_timeout: 3s\n");
+    let waiting = spawn_sipp(&caller_args("caller_waits.xml", &server, 0));
+    assert!(
+        server.wait_for_log("caller queued", Duration::from_secs(15)),
+        "{:#?}",
+        server.seen
+    );
+    server.send_term();
+    assert!(server.wait_for_log("draining", Duration::from_secs(5)));
+
+    // While draining, a new caller is turned away before any media is spent on it.
+    let (ok, out) = sipp(
+        "caller_refused_503.xml",
+        "u1",
+        server.sip_udp,
+        &["-s", "1000", "-mp", &free_udp_port().to_string()],
+    );
+    assert!(ok, "new call during drain → 503: {out}");
+
+    // After the drain time the waiting caller is hung up (it gets a BYE), the record is
+    // written, and the server exits cleanly.
+    let (ok, out) = wait_sipp(waiting, Duration::from_secs(30));
+    assert!(ok, "waiting caller got a BYE: {out}");
+    let status = server.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{:#?}", server.seen);
+    let db = rusqlite::Connection::open(server.data_dir().join("santral.db")).unwrap();
+    let (disposition, reason, wait_ms): (String, String, i64) = db
+        .query_row(
+            "SELECT disposition, hangup_reason, wait_ms FROM calls",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .expect("one call record");
+    assert_eq!(reason, "server shutdown");
+    assert_eq!(disposition, "no-agent");
+    assert!(wait_ms >= 3000, "waited through the drain: {wait_ms} ms");
 }

@@ -159,10 +159,24 @@ impl Santral {
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&mut self) -> Option<ExitStatus> {
+        self.send_term();
+        self.wait_exit(Duration::from_secs(20))
+    }
+
+    /// Sends SIGTERM without waiting (the server drains its calls first).
+    pub fn send_term(&self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        wait_bounded(&mut self.child, Duration::from_secs(20))
+    }
+
+    /// Waits (bounded) for the server to exit, collecting the rest of its log.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let status = wait_bounded(&mut self.child, timeout);
+        while let Ok(line) = self.log.recv_timeout(Duration::from_millis(200)) {
+            self.seen.push(line);
+        }
+        status
     }
 }
 

@@ -63,6 +63,8 @@ pub enum CallInput {
     CancelOffer { agent: String },
     /// The call left its queue.
     Left { reason: LeaveReason },
+    /// The node is shutting down and the drain time is over: hang up both legs now.
+    Shutdown,
 }
 
 /// Asks the dispatcher (owner of the registrar) where an agent's phone is.
@@ -457,6 +459,13 @@ impl CallTask {
             CallInput::Offer(offer) => self.ring_agent(offer).await,
             CallInput::CancelOffer { agent } => self.cancel_agent(&agent).await,
             CallInput::Left { reason } => self.left_queue(reason).await,
+            CallInput::Shutdown => {
+                tracing::info!("server shutting down: hanging up");
+                self.hangup_by = Some("system");
+                self.record.hangup_reason = Some("server shutdown".into());
+                self.send_bye_to_caller().await;
+                self.caller_gone().await;
+            }
         }
     }
 
@@ -1326,7 +1335,14 @@ impl CallTask {
                 .send(AgentsInput::CallerHungUp(self.acd_id))
                 .await;
         }
-        self.record.ended_at = Some(unix_ms());
+        let ended = unix_ms();
+        self.record.ended_at = Some(ended);
+        if self.record.wait_ms.is_none()
+            && let Some(queued) = self.queued_at_ms
+        {
+            // Never answered: the whole time since joining was waiting.
+            self.record.wait_ms = Some(ended - queued);
+        }
         self.record.ivr_path = self
             .ivr
             .visited()

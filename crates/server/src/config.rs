@@ -49,6 +49,18 @@ pub struct Config {
     pub agents: AgentsConfig,
     #[serde(default = "default_queues")]
     pub queues: Vec<QueueConfig>,
+    #[serde(default = "default_shutdown")]
+    pub shutdown: ShutdownConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// On SIGTERM new calls get 503 and calls in progress may go on this long before they
+    /// are hung up.
+    #[serde(default = "default_shutdown_drain_timeout", with = "duration_text")]
+    #[schemars(with = "String")]
+    pub drain_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -340,6 +352,7 @@ default_from_embedded! {
     FlowsConfig => "/flows",
     PromptsConfig => "/prompts",
     AgentsConfig => "/agents",
+    ShutdownConfig => "/shutdown",
 }
 
 // Each field's default is the same field of the embedded file. Field-level defaults (not a
@@ -365,6 +378,7 @@ field_defaults_from_embedded! {
     fn default_hotlines() -> Vec<Hotline> = "/hotlines";
     fn default_agents() -> AgentsConfig = "/agents";
     fn default_queues() -> Vec<QueueConfig> = "/queues";
+    fn default_shutdown() -> ShutdownConfig = "/shutdown";
     fn default_sip_listen() -> Vec<ListenAddr> = "/sip/listen";
     fn default_sip_realm() -> String = "/sip/realm";
     fn default_sip_auth() -> SipAuthConfig = "/sip/auth";
@@ -400,6 +414,7 @@ macro_rules! duration_defaults_from_embedded {
 }
 
 duration_defaults_from_embedded! {
+    fn default_shutdown_drain_timeout() -> Duration = "/shutdown/drain_timeout";
     fn default_sip_auth_nonce_ttl() -> Duration = "/sip/auth/nonce_ttl";
     fn default_sip_auth_lockout() -> Duration = "/sip/auth/lockout";
     fn default_sip_timers_t1() -> Duration = "/sip/timers/t1";

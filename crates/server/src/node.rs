@@ -188,6 +188,7 @@ pub async fn run(
         hotlines,
         agent_ids,
         invites: HashMap::new(),
+        draining: false,
     };
 
     let http_listener = tokio::net::TcpListener::bind(config.http.listen)
@@ -238,14 +239,42 @@ pub async fn run(
     let mut registered: Vec<String> = Vec::new();
     let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
     tokio::pin!(shutdown);
+    // Draining: new calls get 503; calls in progress may finish until the deadline, then are
+    // hung up (records written) before the node stops.
+    let drain_timeout = config.shutdown.drain_timeout;
+    let mut drain_deadline: Option<Instant> = None;
+    let mut hung_up_at: Option<Instant> = None;
     let result = loop {
         tokio::select! {
-            _ = &mut shutdown => break Ok(()),
+            _ = &mut shutdown, if drain_deadline.is_none() => {
+                let calls = dispatcher.calls_in_progress();
+                tracing::info!(calls, ?drain_timeout, "draining: new calls are refused");
+                dispatcher.draining = true;
+                drain_deadline = Some(Instant::now() + drain_timeout);
+                if calls == 0 {
+                    break Ok(());
+                }
+            }
             _ = housekeeping.tick() => {
                 let now = Instant::now();
                 registrar.handle_timeout(now);
                 sync_registrations(&registrar, now, &mut registered, &agents_tx).await;
                 dispatcher.forget_finished_invites();
+                if let Some(deadline) = drain_deadline {
+                    let calls = dispatcher.calls_in_progress();
+                    if calls == 0 {
+                        break Ok(());
+                    }
+                    if now >= deadline && hung_up_at.is_none() {
+                        tracing::warn!(calls, "drain timeout: hanging up the calls left");
+                        dispatcher.hang_up_all().await;
+                        hung_up_at = Some(now);
+                    }
+                    // Calls get a few seconds to send their BYEs and write their records.
+                    if hung_up_at.is_some_and(|at| now >= at + Duration::from_secs(5)) {
+                        break Ok(());
+                    }
+                }
             }
             request = locate_rx.recv() => {
                 if let Some(request) = request {
@@ -298,11 +327,29 @@ struct Dispatcher {
     agent_ids: Vec<String>,
     /// Server INVITE transactions of calls, to deliver CANCELs.
     invites: HashMap<TransactionId, String>,
+    /// Shutting down: refuse new calls.
+    draining: bool,
 }
 
 impl Dispatcher {
     fn route(&self, call_id: &str) -> Option<mpsc::Sender<CallInput>> {
         self.ctx.routes.lock().ok()?.get(call_id).cloned()
+    }
+
+    /// Caller legs in progress (agent legs share their call's task).
+    fn calls_in_progress(&self) -> usize {
+        self.invites.len()
+    }
+
+    async fn hang_up_all(&self) {
+        let calls: Vec<mpsc::Sender<CallInput>> = self
+            .invites
+            .values()
+            .filter_map(|call_id| self.route(call_id))
+            .collect();
+        for call in calls {
+            let _ = call.send(CallInput::Shutdown).await;
+        }
     }
 
     fn forget_finished_invites(&mut self) {
@@ -361,6 +408,12 @@ impl Dispatcher {
                 .unwrap_or_default()
                 .to_string();
             if let Some(flow) = self.hotlines.get(&dialled).cloned() {
+                if self.draining {
+                    let mut busy = simple(&request, 503, "Service Unavailable");
+                    busy.push_header("Retry-After", "30");
+                    self.respond(id, busy).await;
+                    return;
+                }
                 self.invites.insert(id, call_id.clone());
                 call::spawn(self.ctx.clone(), flow, id, request, peer);
                 return;
