@@ -298,3 +298,89 @@ fn sigterm_drains_refusing_new_calls_then_hangs_up_the_rest() {
     assert_eq!(disposition, "no-agent");
     assert!(wait_ms >= 3000, "waited through the drain: {wait_ms} ms");
 }
+
+/// Mean square of one channel (0 left, 1 right) of a stereo 16-bit WAV.
+fn channel_energy(wav: &[u8], channel: usize) -> f64 {
+    let reader = hound::WavReader::new(std::io::Cursor::new(wav)).expect("valid WAV");
+    assert_eq!(reader.spec().channels, 2);
+    let samples: Vec<i16> = reader.into_samples::<i16>().map(|s| s.unwrap()).collect();
+    let frames = (samples.len() / 2).max(1);
+    samples
+        .iter()
+        .skip(channel)
+        .step_by(2)
+        .map(|&s| f64::from(s).powi(2))
+        .sum::<f64>()
+        / frames as f64
+}
+
+#[test]
+fn baresip_as_agent_auto_answers_a_queued_call() {
+    let mut server = Santral::start("");
+    let phone_port = free_udp_port();
+    let dir = tempfile::tempdir().unwrap();
+    // The agent "speaks" a prompt file into the call; loopback only.
+    let speech = support::repo_root().join("prompts/en/main_menu.wav");
+    std::fs::write(
+        dir.path().join("config"),
+        format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{phone_port}\nsip_transports udp\n\
+module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule_app account.so\n\
+audio_player aufile,/dev/null\naudio_source aufile,{}\naudio_alert aufile,/dev/null\n",
+            speech.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("accounts"),
+        format!(
+            "<sip:2001@127.0.0.1:{};transport=udp>;auth_pass=secret2001;regint=60;answermode=auto\n",
+            server.sip_udp
+        ),
+    )
+    .unwrap();
+    let mut phone = Command::new("baresip")
+        .arg("-f")
+        .arg(dir.path())
+        .args(["-t", "25"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("baresip is required (Debian package baresip)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let agents = get_json(&server.url("/api/v1/agents"));
+        if agents[0]["id"] == "2001" && agents[0]["state"] == "available" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "baresip did not register: {agents}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let caller = spawn_sipp(&caller_args("caller_menu_1.xml", &server, 4000));
+    let (ok, out) = wait_sipp(caller, Duration::from_secs(40));
+    let _ = phone.kill();
+    let mut phone_log = String::new();
+    if let Some(mut stdout) = phone.stdout.take() {
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut phone_log);
+    }
+    let _ = phone.wait();
+    assert!(ok, "caller: {out}\nbaresip: {phone_log}");
+    assert!(phone_log.contains("Call established"), "{phone_log}");
+
+    assert!(server.wait_for_log("call ended", Duration::from_secs(10)));
+    let call = only_call(&server);
+    assert_eq!(call["disposition"], "answered", "{call}");
+    assert_eq!(call["agent"], "2001", "{call}");
+    let wav = reqwest::blocking::get(server.url(&format!(
+        "/api/v1/recordings/{}",
+        call["call_id"].as_str().unwrap()
+    )))
+    .unwrap()
+    .bytes()
+    .unwrap();
+    // Both directions crossed santral: the caller's speech (left) and baresip's (right).
+    assert!(channel_energy(&wav, 0) > 10_000.0, "caller side silent");
+    assert!(channel_energy(&wav, 1) > 10_000.0, "baresip side silent");
+}
