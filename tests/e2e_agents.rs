@@ -144,3 +144,65 @@ fn registration_logs_agents_in_and_http_changes_their_state() {
         .unwrap();
     assert_eq!(states, ["available", "paused", "available"], "{states:?}");
 }
+
+#[test]
+fn sighup_reloads_the_configuration_and_keeps_it_when_broken() {
+    let mut server = Santral::start("");
+    let path = server.config_path();
+    let original = std::fs::read_to_string(&path).unwrap();
+
+    // A new agent and a renamed one; the running node takes both without a restart.
+    std::fs::write(
+        &path,
+        format!(
+            "{original}agents:\n  accounts:\n\
+             \x20   - {{ id: \"2001\", password: secret2001, name: Ayşe Kaya, skills: {{ billing: 9 }} }}\n\
+             \x20   - {{ id: \"2005\", password: secret2005, name: New Agent, skills: {{ tech: 5 }} }}\n"
+        ),
+    )
+    .unwrap();
+    server.send_hup();
+    assert!(
+        server.wait_for_log("configuration reloaded", Duration::from_secs(10)),
+        "{:#?}",
+        server.seen
+    );
+    let list = wait_agents(&server, |l| {
+        l.as_array().unwrap().iter().any(|a| a["id"] == "2005")
+    });
+    assert_eq!(agent(&list, "2001")["name"], "Ayşe Kaya", "{list}");
+    assert_eq!(agent(&list, "2005")["state"], "logged-out");
+    // The new account can register at once.
+    let (ok, out) = sipp(
+        "register.xml",
+        "u1",
+        server.sip_udp,
+        &["-s", "2005", "-au", "2005", "-ap", "secret2005"],
+    );
+    assert!(ok, "REGISTER 2005 after reload: {out}");
+
+    // A broken file: the error names its place and the running configuration stays.
+    std::fs::write(&path, format!("{original}agents:\n  accounts: 12\n")).unwrap();
+    server.send_hup();
+    assert!(
+        server.wait_for_log("configuration not reloaded", Duration::from_secs(10)),
+        "{:#?}",
+        server.seen
+    );
+    let place = format!("{}:", path.display());
+    assert!(
+        server.wait_for_log(&place, Duration::from_secs(5)),
+        "error names file:line:col: {:#?}",
+        server.seen
+    );
+    let list = agents(&server);
+    assert!(
+        list.as_array().unwrap().iter().any(|a| a["id"] == "2005"),
+        "{list}"
+    );
+    let health: serde_json::Value = reqwest::blocking::get(server.url("/api/v1/health"))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+}

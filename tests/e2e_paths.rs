@@ -354,7 +354,10 @@ audio_player aufile,/dev/null\naudio_source aufile,{}\naudio_alert aufile,/dev/n
         if agents[0]["id"] == "2001" && agents[0]["state"] == "available" {
             break;
         }
-        assert!(Instant::now() < deadline, "baresip did not register: {agents}");
+        assert!(
+            Instant::now() < deadline,
+            "baresip did not register: {agents}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 

@@ -125,6 +125,17 @@ impl Santral {
         self.dir.path()
     }
 
+    /// The configuration file the server was started with (tests rewrite it, then SIGHUP).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("santral.yaml")
+    }
+
+    pub fn send_hup(&self) {
+        let _ = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status();
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.http)
     }

@@ -39,6 +39,8 @@ pub enum AgentsInput {
     CallEnded(CallId),
     /// A call's live state for the wallboard.
     CallUpdate(LiveCall),
+    /// A reloaded configuration: agents added or changed (skills, languages, names).
+    Reconfigure(Setup),
     /// A call is over.
     CallGone {
         call_id: String,
@@ -47,6 +49,7 @@ pub enum AgentsInput {
 }
 
 /// Everything the task needs from the configuration.
+#[derive(Debug)]
 pub struct Setup {
     pub acd: AcdConfig,
     pub names: HashMap<String, String>,
@@ -264,6 +267,21 @@ impl AgentsTask {
             AgentsInput::CallUpdate(live) => {
                 self.publisher.publish_event(LiveEvent::Call(live.clone()));
                 self.live_calls.insert(live.call_id.clone(), live);
+            }
+            AgentsInput::Reconfigure(setup) => {
+                for agent in setup.acd.agents {
+                    let id = agent.id.clone();
+                    if let Err(err) = self.apply(Input::AgentConfigured(agent), now) {
+                        tracing::warn!(%err, agent = %id, "agent change not applied");
+                        continue;
+                    }
+                    self.since.entry(id.clone()).or_insert(now);
+                    self.registered.entry(id).or_insert(false);
+                }
+                for (id, name) in setup.names {
+                    self.names.insert(id, name);
+                }
+                self.login = setup.login;
             }
             AgentsInput::CallGone {
                 call_id,

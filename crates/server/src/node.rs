@@ -113,6 +113,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
     bound: Option<tokio::sync::oneshot::Sender<Bound>>,
+    mut reloads: mpsc::Receiver<Config>,
 ) -> Result<(), NodeError> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.storage.database)?);
     let (publisher, view, agent_requests) = live::channels();
@@ -276,6 +277,11 @@ pub async fn run(
                     }
                 }
             }
+            new_config = reloads.recv() => {
+                if let Some(new_config) = new_config {
+                    apply_reload(&config, &new_config, &mut dispatcher, &mut registrar, &agents_tx).await;
+                }
+            }
             request = locate_rx.recv() => {
                 if let Some(request) = request {
                     let _ = request.reply.send(registrar.contacts(Instant::now(), &request.user));
@@ -296,6 +302,57 @@ pub async fn run(
     drop(agents_tx);
     let _ = tokio::time::timeout(Duration::from_secs(5), agents_task).await;
     result
+}
+
+/// Applies a reloaded configuration to what can change while calls run: hotlines, agent
+/// accounts (passwords, skills, languages, names). Flows reload on their own when their files
+/// change; listen addresses, storage, media ports and queues need a restart.
+async fn apply_reload(
+    running: &Config,
+    new: &Config,
+    dispatcher: &mut Dispatcher,
+    registrar: &mut Registrar,
+    agents: &mpsc::Sender<AgentsInput>,
+) {
+    dispatcher.hotlines = new
+        .hotlines
+        .iter()
+        .map(|h| (h.number.clone(), h.flow.clone()))
+        .collect();
+    dispatcher.agent_ids = new.agents.accounts.iter().map(|a| a.id.clone()).collect();
+    registrar.set_accounts(
+        new.agents
+            .accounts
+            .iter()
+            .map(|a| (a.id.clone(), a.password.clone())),
+    );
+    let _ = agents
+        .send(AgentsInput::Reconfigure(agents::Setup::from_config(new)))
+        .await;
+    let restart_needed: Vec<&str> = [
+        ("sip", running.sip != new.sip),
+        ("http", running.http != new.http),
+        ("media", running.media != new.media),
+        ("storage", running.storage != new.storage),
+        ("queues", running.queues != new.queues),
+        ("flows.dir", running.flows.dir != new.flows.dir),
+        ("prompts", running.prompts != new.prompts),
+    ]
+    .into_iter()
+    .filter(|(_, changed)| *changed)
+    .map(|(name, _)| name)
+    .collect();
+    if !restart_needed.is_empty() {
+        tracing::warn!(
+            sections = restart_needed.join(", "),
+            "these changes take effect after a restart"
+        );
+    }
+    tracing::info!(
+        hotlines = new.hotlines.len(),
+        agents = new.agents.accounts.len(),
+        "configuration reloaded"
+    );
 }
 
 /// Tells the agent owner who gained or lost their last registered contact.
