@@ -387,3 +387,35 @@ audio_player aufile,/dev/null\naudio_source aufile,{}\naudio_alert aufile,/dev/n
     assert!(channel_energy(&wav, 0) > 10_000.0, "caller side silent");
     assert!(channel_energy(&wav, 1) > 10_000.0, "baresip side silent");
 }
+
+#[test]
+fn after_the_agent_hangs_up_the_caller_rates_the_call() {
+    let mut server = Santral::start("");
+    let agent_port = free_udp_port();
+    register_agent(&server, "2001", agent_port);
+    let mut agent = agent_args("agent_hangs_up.xml", agent_port);
+    agent.extend(["-d".into(), "3000".into()]);
+    let agent = spawn_sipp(&agent);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let caller = spawn_sipp(&caller_args("caller_survey.xml", &server, 0));
+    let (ok, out) = wait_sipp(caller, Duration::from_secs(60));
+    assert!(ok, "caller: {out}\nserver: {:#?}", server.seen);
+    let (ok, out) = wait_sipp(agent, Duration::from_secs(10));
+    assert!(ok, "agent hung up: {out}");
+
+    assert!(server.wait_for_log("call ended", Duration::from_secs(10)));
+    let call = only_call(&server);
+    assert_eq!(call["disposition"], "answered", "{call}");
+    assert_eq!(call["agent"], "2001");
+    assert_eq!(call["hangup_by"], "agent", "{call}");
+    assert_eq!(call["survey_score"], 5, "{call}");
+    assert!(call["talk_ms"].as_i64().unwrap() >= 2500, "{call}");
+    let path: Vec<&str> = call["ivr_path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.as_str())
+        .collect();
+    assert!(path.iter().any(|s| s.starts_with("survey.")), "{path:?}");
+}

@@ -704,7 +704,9 @@ impl CallTask {
                 Command::SetRecord(field) => self.set_record(field),
                 Command::Hangup { reason } => {
                     tracing::info!(%reason, "flow hangs up");
-                    self.hangup_by = Some("system");
+                    // After a talk the agent's hang-up is what the record keeps; the flow's own
+                    // goodbye (survey, self-service) is the system's.
+                    self.hangup_by.get_or_insert("system");
                     self.record.hangup_reason = Some(reason);
                     self.send_bye_to_caller().await;
                     self.end_call().await;
