@@ -92,6 +92,63 @@ impl Concealer {
         // concealed audio so later losses repeat real signal, not a copy of a copy.
     }
 
+    /// A frame of which only one 10 ms half arrived (packets of 10 or 30 ms straddle frames):
+    /// `frame` holds the decoded frame, `present` says which halves are real. The missing half
+    /// is replaced by the pitch continuation, cross-faded into a real half that follows it.
+    pub fn repair_half(&mut self, frame: &mut Frame, present: [bool; 2]) {
+        const HALF: usize = FRAME_SAMPLES / 2;
+        match present {
+            [true, true] => self.good_frame(frame),
+            [false, false] => self.conceal(frame),
+            [false, true] => {
+                // Conceal the whole frame, keep its first half, then fade into the real second
+                // half from the concealed waveform's continuation.
+                let mut concealed = [0i16; FRAME_SAMPLES];
+                self.conceal(&mut concealed);
+                frame[..HALF].copy_from_slice(&concealed[..HALF]);
+                for n in 0..CROSSFADE {
+                    let weight = (n + 1) as i32;
+                    let index = HALF + n;
+                    frame[index] = ((frame[index] as i32 * weight
+                        + concealed[index] as i32 * (CROSSFADE as i32 + 1 - weight))
+                        / (CROSSFADE as i32 + 1)) as i16;
+                }
+                self.lost_in_row = 0;
+                self.history.copy_within(FRAME_SAMPLES.., 0);
+                self.history[HISTORY - FRAME_SAMPLES..].copy_from_slice(frame);
+            }
+            [true, false] => {
+                // The real first half continues the history (cross-faded out of an earlier
+                // loss); the second half repeats its last pitch period at full level.
+                if self.lost_in_row > 0 && self.lost_in_row <= FADE_FRAMES {
+                    for (n, (sample, concealed)) in
+                        frame.iter_mut().zip(self.tail.iter()).enumerate()
+                    {
+                        let weight = (n + 1) as i32;
+                        *sample = ((*sample as i32 * weight
+                            + *concealed as i32 * (CROSSFADE as i32 + 1 - weight))
+                            / (CROSSFADE as i32 + 1)) as i16;
+                    }
+                }
+                self.history.copy_within(HALF.., 0);
+                self.history[HISTORY - HALF..].copy_from_slice(&frame[..HALF]);
+                self.pitch = self.estimate_pitch();
+                let start = HISTORY - self.pitch;
+                for (n, sample) in frame[HALF..].iter_mut().enumerate() {
+                    *sample = self.history[start + n % self.pitch];
+                }
+                self.phase = HALF % self.pitch;
+                // Half a frame into the loss: the continuation carries on slightly faded.
+                let gain = 1.0 - 0.5 / FADE_FRAMES as f32;
+                for (n, tail) in self.tail.iter_mut().enumerate() {
+                    *tail =
+                        (self.history[start + (self.phase + n) % self.pitch] as f32 * gain) as i16;
+                }
+                self.lost_in_row = 1;
+            }
+        }
+    }
+
     fn record_concealed(&mut self, _out: &Frame) {
         self.tail = [0; CROSSFADE];
     }

@@ -1,12 +1,25 @@
-//! Adaptive jitter buffer (sans-IO): packets go in with their arrival time, one 20 ms frame
-//! comes out per pacing tick.
+//! Adaptive jitter buffer (sans-IO): packets of any packet time go in with their arrival time,
+//! one 20 ms frame comes out per pacing tick.
 //!
-//! - Reordering: packets are slotted by extended sequence number.
-//! - Duplicates and packets whose play-out time has passed are dropped (and counted).
+//! Audio is placed by RTP timestamp on a grid of 10 ms chunks, not one packet per frame: a
+//! 30, 40 or 60 ms packet fills three to six chunks, a 10 ms packet one, and every tick takes
+//! the next two chunks (one 20 ms frame). So any packet time that is a multiple of 10 ms, mixed
+//! within a stream, plays at the right speed. (All our codecs carry one byte per RTP timestamp
+//! unit at an 8 kHz RTP clock, so a chunk is 80 bytes; a packet whose length is not a whole number
+//! of chunks keeps its remainder in a short last chunk.)
+//!
+//! - Reordering: chunks are slotted by their timestamp.
+//! - Duplicates and chunks whose play-out time has passed are dropped (and counted).
+//! - Intentional gaps: when the next packet in sequence starts later than the previous one ended
+//!   (RFC 4733 events or RFC 3389 comfort noise in between, or silence suppression), the gap plays
+//!   as [`Playout::Silence`], not as loss; while such a packet is the newest, running dry plays
+//!   silence in real time too. Loss is a gap in sequence numbers.
 //! - Adaptive delay: the target depth follows the RFC 3550 interarrival jitter estimate plus the
-//!   recent worst transit excursion; it grows at once (by inserting one concealed frame) and
-//!   shrinks only after a calm second (by skipping one frame).
-//! - Missing frames are reported as [`Playout::Lost`] so the caller runs packet-loss concealment.
+//!   recent worst transit excursion plus the packet time (a 60 ms packet must be waited for
+//!   whole); it grows at once (by inserting one concealed frame) and shrinks only after a calm
+//!   second (by skipping one frame).
+//! - Missing audio is reported as [`Playout::Lost`] (whole frame) or as a [`Playout::Frame`] with
+//!   one [`Half::Missing`] half, so the caller runs packet-loss concealment.
 //!
 //! Slots are allocated once; `push` and `pop` never allocate.
 
@@ -14,8 +27,14 @@ use std::time::Instant;
 
 use crate::codec::MAX_FRAME_BYTES;
 
-/// Capacity in frames (1.28 s at 20 ms): far beyond any sane target depth.
-const SLOTS: usize = 64;
+/// Largest packet accepted: 60 ms of G.711 or G.722 (one byte per timestamp unit at 8 kHz).
+pub const MAX_PACKET_BYTES: usize = 3 * MAX_FRAME_BYTES;
+/// One chunk of the play-out grid: 10 ms, half a frame.
+const CHUNK_BYTES: usize = MAX_FRAME_BYTES / 2;
+/// Capacity in 10 ms chunks (1.28 s): far beyond any sane target depth.
+const CHUNKS: usize = 128;
+/// A sequence number this far from the last one is a jump, whatever its timestamp.
+const SEQUENCE_WINDOW: u16 = 100;
 /// Frames of calm (no growth) before the buffer may shrink by one frame.
 const CALM_FRAMES_BEFORE_SHRINK: u32 = 50;
 
@@ -30,6 +49,9 @@ pub struct JitterConfig {
     pub frame_timestamp_units: u32,
     /// RTP clock rate (8000).
     pub clock_rate: u32,
+    /// The packet time the far end announced (SDP `a=ptime`), in ms, used for the initial
+    /// delay until real packets show theirs.
+    pub expected_packet_ms: u32,
 }
 
 impl Default for JitterConfig {
@@ -39,6 +61,7 @@ impl Default for JitterConfig {
             max_depth: 12,
             frame_timestamp_units: 160,
             clock_rate: 8000,
+            expected_packet_ms: 20,
         }
     }
 }
@@ -52,10 +75,22 @@ pub enum PushOutcome {
     Late,
     /// Far outside the window (a stream jump, or a stray packet): held on probation and dropped.
     Probation,
-    /// The packet after a probation packet confirmed the jump: the buffer restarted on it.
+    /// The packet after a probation packet confirmed the jump (or the next packet in sequence
+    /// came after a long silence): the buffer restarted on it.
     Resynchronised,
-    /// Payload larger than one 20 ms frame of any of our codecs.
+    /// Payload longer than 60 ms of any of our codecs.
     Oversized,
+}
+
+/// What one 10 ms half of a played frame holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Half {
+    /// Received audio.
+    Audio,
+    /// The sender sent no audio for this period on purpose (event, comfort noise, DTX).
+    Silence,
+    /// Lost or not here in time: conceal it.
+    Missing,
 }
 
 /// One frame out of the buffer.
@@ -63,39 +98,57 @@ pub enum PushOutcome {
 pub enum Playout<'a> {
     /// Still filling up to the target depth (or nothing received yet): play comfort noise/silence.
     Buffering,
-    /// The frame for this tick.
+    /// The frame for this tick: at least one half is audio. `payload` is a whole frame; a half
+    /// that is not [`Half::Audio`] holds a copy of the other half's bytes (decodable, to be
+    /// replaced by silence or concealment after decoding).
     Frame {
         payload: &'a [u8],
         payload_type: u8,
+        /// Sequence number of the packet that carried the frame's first audio.
         sequence: u16,
+        halves: [Half; 2],
     },
+    /// The sender deliberately sent no audio for this frame: play silence.
+    Silence,
     /// This frame is missing (lost or not yet here): conceal it.
     Lost,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    occupied: bool,
-    extended_sequence: u64,
-    payload_type: u8,
-    length: usize,
-    payload: [u8; MAX_FRAME_BYTES],
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkKind {
+    Audio,
+    Silence,
 }
 
-const EMPTY_SLOT: Slot = Slot {
+#[derive(Debug, Clone, Copy)]
+struct Chunk {
+    occupied: bool,
+    kind: ChunkKind,
+    index: u64,
+    sequence: u16,
+    payload_type: u8,
+    length: u8,
+    payload: [u8; CHUNK_BYTES],
+}
+
+const EMPTY_CHUNK: Chunk = Chunk {
     occupied: false,
-    extended_sequence: 0,
+    kind: ChunkKind::Audio,
+    index: 0,
+    sequence: 0,
     payload_type: 0,
     length: 0,
-    payload: [0; MAX_FRAME_BYTES],
+    payload: [0; CHUNK_BYTES],
 };
 
 /// Counters for the call's quality summary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JitterStats {
+    /// Packets accepted.
     pub accepted: u64,
     pub duplicates: u64,
     pub late: u64,
+    /// Frames played as (wholly or partly) concealed.
     pub lost: u64,
     pub reordered: u64,
     pub grown: u64,
@@ -107,10 +160,28 @@ pub struct JitterStats {
 #[derive(Debug)]
 pub struct JitterBuffer {
     config: JitterConfig,
-    slots: Box<[Slot; SLOTS]>,
-    /// Extended sequence number of the next frame to play, once playing.
+    chunks: Box<[Chunk; CHUNKS]>,
+    /// The frame handed out by [`JitterBuffer::pop`], assembled from two chunks.
+    frame: [u8; MAX_FRAME_BYTES],
+    /// Timestamp units per chunk (half a frame).
+    chunk_units: u64,
+    /// Added to extended timestamps so that the stream's first packet starts on a chunk boundary.
+    grid_offset: u64,
+    /// Extended timestamp of the latest-starting packet (the reference for unwrapping).
+    highest_timestamp: Option<u64>,
+    /// One past the last chunk received.
+    end: Option<u64>,
+    /// Chunk index of the next frame to play, once playing.
     next_play: Option<u64>,
-    highest: Option<u64>,
+    /// Newest sequence number seen, and the chunk where the audio up to it ended.
+    last_sequence: Option<(u16, u64)>,
+    /// The newest packet in sequence carried no audio (event, comfort noise): the sender is
+    /// paused, so running dry plays silence in real time instead of counting loss.
+    paused: bool,
+    /// Largest recent packet time, in timestamp units (sets the minimum useful depth).
+    packet_units: u64,
+    /// The latest packet's time, to which `packet_units` relaxes when calm.
+    last_packet_units: u64,
     target_depth: usize,
     /// RFC 3550 interarrival jitter, in timestamp units (×1, kept as f64 for smoothing).
     jitter: f64,
@@ -123,19 +194,43 @@ pub struct JitterBuffer {
     stats: JitterStats,
 }
 
+/// True when `a` comes after `b` in RFC 3550 sequence order.
+fn sequence_after(a: u16, b: u16) -> bool {
+    let step = a.wrapping_sub(b);
+    step != 0 && step < 0x8000
+}
+
+fn sequence_distance(a: u16, b: u16) -> u16 {
+    a.wrapping_sub(b).min(b.wrapping_sub(a))
+}
+
 impl JitterBuffer {
     pub fn new(config: JitterConfig) -> Self {
         let min_depth = config.min_depth.max(1);
         let config = JitterConfig {
             min_depth,
-            max_depth: config.max_depth.clamp(min_depth, SLOTS / 2),
+            max_depth: config.max_depth.clamp(min_depth, CHUNKS / 4),
+            frame_timestamp_units: config.frame_timestamp_units.max(2),
+            clock_rate: config.clock_rate.max(1),
             ..config
         };
-        JitterBuffer {
+        let chunk_units = (config.frame_timestamp_units / 2) as u64;
+        let expected_units = (config.expected_packet_ms.clamp(10, 60) as u64
+            * config.clock_rate as u64)
+            .div_ceil(1000);
+        let mut buffer = JitterBuffer {
             config,
-            slots: Box::new([EMPTY_SLOT; SLOTS]),
+            chunks: Box::new([EMPTY_CHUNK; CHUNKS]),
+            frame: [0; MAX_FRAME_BYTES],
+            chunk_units,
+            grid_offset: 0,
+            highest_timestamp: None,
+            end: None,
             next_play: None,
-            highest: None,
+            last_sequence: None,
+            paused: false,
+            packet_units: expected_units,
+            last_packet_units: expected_units,
             target_depth: min_depth,
             jitter: 0.0,
             previous_transit: None,
@@ -144,7 +239,9 @@ impl JitterBuffer {
             calm_frames: 0,
             probation: None,
             stats: JitterStats::default(),
-        }
+        };
+        buffer.target_depth = buffer.wanted_depth();
+        buffer
     }
 
     pub fn stats(&self) -> JitterStats {
@@ -163,41 +260,49 @@ impl JitterBuffer {
 
     /// Forgets everything (new far-end stream).
     pub fn reset(&mut self) {
-        for slot in self.slots.iter_mut() {
-            slot.occupied = false;
+        for chunk in self.chunks.iter_mut() {
+            chunk.occupied = false;
         }
         self.next_play = None;
-        self.highest = None;
+        self.end = None;
+        self.highest_timestamp = None;
+        self.last_sequence = None;
+        self.paused = false;
         self.previous_transit = None;
         self.calm_frames = 0;
     }
 
-    fn extend(&self, sequence: u16) -> u64 {
-        match self.highest {
-            None => (1u64 << 16) + sequence as u64,
+    /// Unwraps a 32-bit timestamp to the one nearest the latest packet's.
+    fn extend_timestamp(&self, timestamp: u32) -> u64 {
+        const PERIOD: u64 = 1 << 32;
+        match self.highest_timestamp {
+            None => PERIOD + timestamp as u64,
             Some(highest) => {
-                let base = highest & !0xFFFF;
-                let candidate = base + sequence as u64;
-                let candidates = [
-                    candidate.saturating_sub(1 << 16),
+                let candidate = (highest & !(PERIOD - 1)) + timestamp as u64;
+                [
+                    candidate.saturating_sub(PERIOD),
                     candidate,
-                    candidate + (1 << 16),
-                ];
-                let mut best = candidate;
-                let mut best_distance = u64::MAX;
-                for c in candidates {
-                    let distance = c.abs_diff(highest);
-                    if distance < best_distance {
-                        best = c;
-                        best_distance = distance;
-                    }
-                }
-                best
+                    candidate + PERIOD,
+                ]
+                .into_iter()
+                .min_by_key(|c| c.abs_diff(highest))
+                .unwrap_or(candidate)
             }
         }
     }
 
-    /// Adds a received packet. `now` is its arrival time.
+    /// The grid chunk a timestamp falls in (rounded to the nearest chunk boundary).
+    fn chunk_of(&self, extended_timestamp: u64) -> u64 {
+        (extended_timestamp + self.grid_offset + self.chunk_units / 2) / self.chunk_units
+    }
+
+    fn start_grid(&mut self, extended_timestamp: u64) {
+        self.grid_offset =
+            (self.chunk_units - extended_timestamp % self.chunk_units) % self.chunk_units;
+    }
+
+    /// Adds a received packet (any whole number of 10 ms chunks up to 60 ms). `now` is its
+    /// arrival time.
     pub fn push(
         &mut self,
         now: Instant,
@@ -206,83 +311,143 @@ impl JitterBuffer {
         payload_type: u8,
         payload: &[u8],
     ) -> PushOutcome {
-        if payload.len() > MAX_FRAME_BYTES {
+        if payload.len() > MAX_PACKET_BYTES {
             return PushOutcome::Oversized;
         }
+        if payload.is_empty() {
+            return self.push_untimed(sequence, payload_type);
+        }
         self.update_jitter(now, timestamp);
-        let extended = self.extend(sequence);
-        let mut outcome = PushOutcome::Accepted;
-        let out_of_range = match (self.next_play, self.highest) {
-            (Some(next), _) => extended >= next + SLOTS as u64,
-            (None, Some(highest)) => highest.abs_diff(extended) >= SLOTS as u64,
+        let sequence_far = self
+            .last_sequence
+            .is_some_and(|(last, _)| sequence_distance(sequence, last) >= SEQUENCE_WINDOW);
+        let follows = self
+            .last_sequence
+            .is_some_and(|(last, _)| sequence == last.wrapping_add(1));
+        let count = payload.len().div_ceil(CHUNK_BYTES) as u64;
+        let mut extended = self.extend_timestamp(timestamp);
+        if self.highest_timestamp.is_none() {
+            self.start_grid(extended);
+        }
+        let mut start = self.chunk_of(extended);
+        let timestamp_far = match (self.next_play, self.end) {
+            (Some(next), _) => start >= next + CHUNKS as u64 || start + (CHUNKS as u64) < next,
+            (None, Some(end)) => start.abs_diff(end) >= CHUNKS as u64,
             (None, None) => false,
         };
-        if out_of_range {
-            // A jump: believe it only when the next packet follows it (RFC 3550 A.1 style
-            // probation), so one stray packet cannot flush the buffer.
-            if self.probation == Some(sequence.wrapping_sub(1)) {
+        let mut outcome = PushOutcome::Accepted;
+        if sequence_far || timestamp_far {
+            // A jump: believe it when the packet is the next in sequence (a long silence), or
+            // when the next packet follows it (RFC 3550 A.1 style probation), so one stray
+            // packet cannot flush the buffer.
+            if (follows && !sequence_far) || self.probation == Some(sequence.wrapping_sub(1)) {
                 self.probation = None;
                 self.reset();
                 self.stats.resynchronised += 1;
                 outcome = PushOutcome::Resynchronised;
+                extended = self.extend_timestamp(timestamp);
+                self.start_grid(extended);
+                start = self.chunk_of(extended);
             } else {
                 self.probation = Some(sequence);
                 return PushOutcome::Probation;
             }
-        } else if let Some(next) = self.next_play
-            && extended < next
+        }
+        let end = start + count;
+        if let Some(next) = self.next_play
+            && end <= next
         {
             self.stats.late += 1;
             // A late packet means our delay was too short: grow now.
             self.grow();
             return PushOutcome::Late;
         }
-        let extended = if outcome == PushOutcome::Resynchronised {
-            self.extend(sequence)
-        } else {
-            extended
-        };
-        let slot = &mut self.slots[(extended % SLOTS as u64) as usize];
-        if slot.occupied && slot.extended_sequence == extended {
+        let first_playable = self.next_play.unwrap_or(0);
+
+        let mut stored = 0;
+        for (k, bytes) in payload.chunks(CHUNK_BYTES).enumerate() {
+            let index = start + k as u64;
+            if index < first_playable {
+                continue;
+            }
+            let chunk = &mut self.chunks[(index % CHUNKS as u64) as usize];
+            if chunk.occupied && chunk.index == index && chunk.kind == ChunkKind::Audio {
+                continue;
+            }
+            chunk.occupied = true;
+            chunk.kind = ChunkKind::Audio;
+            chunk.index = index;
+            chunk.sequence = sequence;
+            chunk.payload_type = payload_type;
+            chunk.length = bytes.len() as u8;
+            chunk.payload[..bytes.len()].copy_from_slice(bytes);
+            stored += 1;
+        }
+        if stored == 0 {
             self.stats.duplicates += 1;
             return PushOutcome::Duplicate;
         }
-        slot.occupied = true;
-        slot.extended_sequence = extended;
-        slot.payload_type = payload_type;
-        slot.length = payload.len();
-        slot.payload[..payload.len()].copy_from_slice(payload);
-        match self.highest {
-            Some(highest) if extended < highest => self.stats.reordered += 1,
-            _ => self.highest = Some(extended),
+
+        match self.last_sequence {
+            Some((last, _)) if !sequence_after(sequence, last) => self.stats.reordered += 1,
+            Some((_, previous_end)) => {
+                // The next packet in sequence starting after the previous one ended: the sender
+                // paused on purpose (events, comfort noise, silence suppression).
+                if follows && start > previous_end {
+                    self.fill_silence(previous_end.max(first_playable), start);
+                }
+                self.last_sequence = Some((sequence, end));
+                self.paused = false;
+            }
+            None => self.last_sequence = Some((sequence, end)),
+        }
+        self.end = Some(self.end.map_or(end, |e| e.max(end)));
+        self.highest_timestamp = Some(self.highest_timestamp.map_or(extended, |h| h.max(extended)));
+        let units = count * self.chunk_units;
+        self.last_packet_units = units;
+        if units > self.packet_units {
+            self.packet_units = units;
+            self.retarget();
         }
         self.stats.accepted += 1;
         outcome
     }
 
-    /// Slots a packet that carries no audio for its period (an RFC 4733 event in the audio
-    /// stream's sequence space) so the gap plays as silence instead of counting as a loss. It
-    /// does not touch the delay estimate: its timestamp is the event's start, not its own.
-    pub fn push_untimed(&mut self, sequence: u16, payload_type: u8) -> PushOutcome {
-        let extended = self.extend(sequence);
-        if let Some(next) = self.next_play
-            && (extended < next || extended >= next + SLOTS as u64)
-        {
-            return PushOutcome::Late;
+    fn fill_silence(&mut self, from: u64, to: u64) {
+        let to = to.min(from + CHUNKS as u64);
+        for index in from..to {
+            let chunk = &mut self.chunks[(index % CHUNKS as u64) as usize];
+            if chunk.occupied && chunk.index == index {
+                continue;
+            }
+            chunk.occupied = true;
+            chunk.kind = ChunkKind::Silence;
+            chunk.index = index;
+            chunk.length = 0;
         }
-        let slot = &mut self.slots[(extended % SLOTS as u64) as usize];
-        if slot.occupied && slot.extended_sequence == extended {
-            self.stats.duplicates += 1;
-            return PushOutcome::Duplicate;
+    }
+
+    /// Notes a packet that carries no audio for its period (an RFC 4733 event or RFC 3389 comfort
+    /// noise in the audio stream's sequence space): the audio that follows it in sequence then
+    /// plays its gap as silence instead of counting it as a loss. It does not touch the delay
+    /// estimate: an event's timestamp is the event's start, not its own.
+    pub fn push_untimed(&mut self, sequence: u16, _payload_type: u8) -> PushOutcome {
+        match self.last_sequence {
+            Some((last, end))
+                if sequence_after(sequence, last)
+                    && sequence_distance(sequence, last) < SEQUENCE_WINDOW =>
+            {
+                self.last_sequence = Some((sequence, end));
+                self.paused = true;
+                PushOutcome::Accepted
+            }
+            Some((last, _)) if sequence == last => {
+                self.stats.duplicates += 1;
+                PushOutcome::Duplicate
+            }
+            Some(_) => PushOutcome::Late,
+            None => PushOutcome::Accepted,
         }
-        slot.occupied = true;
-        slot.extended_sequence = extended;
-        slot.payload_type = payload_type;
-        slot.length = 0;
-        if self.highest.is_none_or(|h| extended > h) {
-            self.highest = Some(extended);
-        }
-        PushOutcome::Accepted
     }
 
     fn update_jitter(&mut self, now: Instant, timestamp: u32) {
@@ -302,10 +467,27 @@ impl JitterBuffer {
         self.retarget();
     }
 
-    fn retarget(&mut self) {
+    /// Frames one packet spans (rounded up): that much must be buffered to bridge its wait.
+    fn packet_frames(&self) -> usize {
+        (self
+            .packet_units
+            .div_ceil(self.config.frame_timestamp_units as u64) as usize)
+            .max(1)
+    }
+
+    /// The delay the measured jitter and packet time call for: jitter plus one packet, and at
+    /// least one frame more than a packet (the frame being played while the next one travels).
+    fn wanted_depth(&self) -> usize {
         let frame = self.config.frame_timestamp_units as f64;
-        let wanted = ((3.0 * self.jitter).max(self.peak_deviation) / frame).ceil() as usize + 1;
-        let wanted = wanted.clamp(self.config.min_depth, self.config.max_depth);
+        let jitter_frames = ((3.0 * self.jitter).max(self.peak_deviation) / frame).ceil() as usize;
+        let packet_frames = self.packet_frames();
+        (jitter_frames + packet_frames)
+            .max(packet_frames + 1)
+            .clamp(self.config.min_depth, self.config.max_depth)
+    }
+
+    fn retarget(&mut self) {
+        let wanted = self.wanted_depth();
         if wanted > self.target_depth {
             self.target_depth = wanted;
             self.stats.grown += 1;
@@ -321,32 +503,56 @@ impl JitterBuffer {
         self.calm_frames = 0;
     }
 
+    fn lowest_buffered(&self) -> Option<u64> {
+        self.chunks
+            .iter()
+            .filter(|c| c.occupied)
+            .map(|c| c.index)
+            .min()
+    }
+
+    /// Buffered audio in frames, from the next chunk to play to the newest one received.
     fn depth(&self) -> usize {
-        match (self.next_play, self.highest) {
-            (Some(next), Some(highest)) if highest >= next => (highest - next + 1) as usize,
-            (None, Some(_)) => self.slots.iter().filter(|s| s.occupied).count(),
+        match (self.next_play.or_else(|| self.lowest_buffered()), self.end) {
+            (Some(next), Some(end)) if end > next => (end - next).div_ceil(2) as usize,
             _ => 0,
+        }
+    }
+
+    fn half(&self, index: u64) -> Half {
+        let chunk = &self.chunks[(index % CHUNKS as u64) as usize];
+        match (chunk.occupied && chunk.index == index, chunk.kind) {
+            (false, _) => Half::Missing,
+            (true, ChunkKind::Audio) => Half::Audio,
+            (true, ChunkKind::Silence) => Half::Silence,
+        }
+    }
+
+    fn has(&self, index: u64) -> bool {
+        self.half(index) != Half::Missing
+    }
+
+    fn clear(&mut self, index: u64) {
+        let chunk = &mut self.chunks[(index % CHUNKS as u64) as usize];
+        if chunk.index == index {
+            chunk.occupied = false;
         }
     }
 
     /// Takes the frame for this 20 ms tick.
     pub fn pop(&mut self, _now: Instant) -> Playout<'_> {
-        let Some(highest) = self.highest else {
+        let Some(end) = self.end else {
             return Playout::Buffering;
         };
         let next = match self.next_play {
             Some(next) => next,
             None => {
+                let Some(lowest) = self.lowest_buffered() else {
+                    return Playout::Buffering;
+                };
                 if self.depth() < self.target_depth {
                     return Playout::Buffering;
                 }
-                let lowest = self
-                    .slots
-                    .iter()
-                    .filter(|s| s.occupied)
-                    .map(|s| s.extended_sequence)
-                    .min()
-                    .unwrap_or(highest);
                 self.next_play = Some(lowest);
                 lowest
             }
@@ -356,58 +562,89 @@ impl JitterBuffer {
         self.peak_deviation *= 0.98;
         self.calm_frames = self.calm_frames.saturating_add(1);
         let depth = self.depth();
-        let relaxed = (((3.0 * self.jitter).max(self.peak_deviation)
-            / self.config.frame_timestamp_units as f64)
-            .ceil() as usize
-            + 1)
-        .clamp(self.config.min_depth, self.config.max_depth);
-        if self.calm_frames >= CALM_FRAMES_BEFORE_SHRINK && self.target_depth > relaxed {
-            self.target_depth -= 1;
-            self.calm_frames = 0;
+        if self.calm_frames >= CALM_FRAMES_BEFORE_SHRINK {
+            self.packet_units = self.last_packet_units;
+            if self.target_depth > self.wanted_depth() {
+                self.target_depth -= 1;
+                self.calm_frames = 0;
+            }
         }
+        let packet_frames = self.packet_frames();
         let mut play = next;
-        if depth > self.target_depth + 1 && self.calm_frames == 0
-            || depth > self.config.max_depth + 2
+        if depth > self.target_depth + packet_frames && self.calm_frames == 0
+            || depth > self.config.max_depth + 1 + packet_frames
         {
             // Too deep: drop one frame to cut delay.
-            let index = (play % SLOTS as u64) as usize;
-            if self.slots[index].occupied && self.slots[index].extended_sequence == play {
-                self.slots[index].occupied = false;
-            }
+            self.clear(play);
+            self.clear(play + 1);
             self.stats.shrunk += 1;
-            play += 1;
-        } else if depth < self.target_depth && depth > 0 && !self.has(play) {
+            play += 2;
+        } else if depth < self.target_depth && depth > 0 && !self.has(play) && !self.has(play + 1) {
             // Too shallow and the frame is not here yet: wait one frame (conceal) rather than
             // skip it.
             self.stats.lost += 1;
             return Playout::Lost;
         }
 
-        self.next_play = Some(play + 1);
-        let index = (play % SLOTS as u64) as usize;
-        let slot = &mut self.slots[index];
-        if slot.occupied && slot.extended_sequence == play {
-            slot.occupied = false;
-            let slot = &self.slots[index];
-            Playout::Frame {
-                payload: &slot.payload[..slot.length],
-                payload_type: slot.payload_type,
-                sequence: play as u16,
+        self.next_play = Some(play + 2);
+        let halves = [self.half(play), self.half(play + 1)];
+        self.clear(play);
+        self.clear(play + 1);
+        match halves {
+            [Half::Missing, Half::Missing] => {
+                if play >= end && self.paused {
+                    // The sender pauses (events, comfort noise): time runs on in silence, so
+                    // its next audio lands as far ahead as before.
+                    return Playout::Silence;
+                }
+                if play >= end {
+                    // Underrun: nothing at all to play. Hold the play-out point and grow.
+                    self.next_play = Some(play);
+                    self.grow();
+                }
+                self.stats.lost += 1;
+                Playout::Lost
             }
-        } else {
-            if play > highest {
-                // Underrun: nothing at all to play. Hold the play-out point and grow.
-                self.next_play = Some(play);
-                self.grow();
+            [Half::Audio, _] | [_, Half::Audio] => {
+                let mut sequence = 0;
+                let mut payload_type = 0;
+                let mut first_audio = None;
+                for (h, half) in halves.iter().enumerate().rev() {
+                    if *half != Half::Audio {
+                        continue;
+                    }
+                    let chunk = &self.chunks[((play + h as u64) % CHUNKS as u64) as usize];
+                    let length = chunk.length as usize;
+                    let target = &mut self.frame[h * CHUNK_BYTES..(h + 1) * CHUNK_BYTES];
+                    target[..length].copy_from_slice(&chunk.payload[..length]);
+                    // A short last chunk: hold its last byte rather than play stale bytes.
+                    let fill = chunk.payload[..length].last().copied().unwrap_or(0);
+                    target[length..].fill(fill);
+                    sequence = chunk.sequence;
+                    payload_type = chunk.payload_type;
+                    first_audio = Some(h);
+                }
+                if let Some(audio) = first_audio
+                    && halves[1 - audio] != Half::Audio
+                {
+                    let other = 1 - audio;
+                    self.frame.copy_within(
+                        audio * CHUNK_BYTES..(audio + 1) * CHUNK_BYTES,
+                        other * CHUNK_BYTES,
+                    );
+                }
+                if halves.contains(&Half::Missing) {
+                    self.stats.lost += 1;
+                }
+                Playout::Frame {
+                    payload: &self.frame,
+                    payload_type,
+                    sequence,
+                    halves,
+                }
             }
-            self.stats.lost += 1;
-            Playout::Lost
+            _ => Playout::Silence,
         }
-    }
-
-    fn has(&self, extended: u64) -> bool {
-        let slot = &self.slots[(extended % SLOTS as u64) as usize];
-        slot.occupied && slot.extended_sequence == extended
     }
 }
 
@@ -429,7 +666,7 @@ mod tests {
                 assert_eq!(payload[0], sequence as u8);
                 Some(Some(sequence))
             }
-            Playout::Lost => Some(None),
+            Playout::Lost | Playout::Silence => Some(None),
         }
     }
 
@@ -611,7 +848,8 @@ mod tests {
             PushOutcome::Resynchronised
         );
         for sequence in 20002..20012u16 {
-            let outcome = buffer.push(start, sequence, 0, 0, &payload(sequence));
+            let timestamp = 160 * (sequence - 20000) as u32;
+            let outcome = buffer.push(start, sequence, timestamp, 0, &payload(sequence));
             assert_eq!(outcome, PushOutcome::Accepted);
         }
         // Play-out restarts at the first packet of the new stream.
@@ -623,7 +861,7 @@ mod tests {
     fn oversized_payload_is_refused() {
         let mut buffer = JitterBuffer::new(JitterConfig::default());
         assert_eq!(
-            buffer.push(Instant::now(), 1, 0, 0, &[0u8; 400]),
+            buffer.push(Instant::now(), 1, 0, 0, &[0u8; 500]),
             PushOutcome::Oversized
         );
     }
@@ -642,10 +880,13 @@ mod tests {
             let mut epoch_resyncs = 0;
             for (tick, (offset, duplicate, pops)) in ops.iter().enumerate() {
                 let now = epoch + Duration::from_millis(20 * tick as u64);
-                let sequence = start.wrapping_add(tick as u16).wrapping_add(*offset).wrapping_sub(40);
-                let _ = buffer.push(now, sequence, 160u32.wrapping_mul(sequence as u32), 0, &payload(sequence));
+                // Sequence and timestamp advance together, as a sender's do.
+                let packet = start as i64 + tick as i64 + *offset as i64 - 40;
+                let sequence = packet as u16;
+                let timestamp = (packet * 160) as u32;
+                let _ = buffer.push(now, sequence, timestamp, 0, &payload(sequence));
                 if *duplicate {
-                    let _ = buffer.push(now, sequence, 160u32.wrapping_mul(sequence as u32), 0, &payload(sequence));
+                    let _ = buffer.push(now, sequence, timestamp, 0, &payload(sequence));
                 }
                 for _ in 0..*pops {
                     if buffer.stats().resynchronised != epoch_resyncs {

@@ -22,7 +22,7 @@ use thiserror::Error;
 use crate::codec::{AudioDecoder, AudioEncoder, Codec, FRAME_SAMPLES, Frame, MAX_FRAME_BYTES};
 use crate::concealment::Concealer;
 use crate::dtmf_detector::{DtmfDetector, key_frequencies};
-use crate::jitter::{JitterBuffer, JitterConfig, JitterStats, Playout};
+use crate::jitter::{Half, JitterBuffer, JitterConfig, JitterStats, Playout};
 use crate::prompt::{EncodedPrompt, Playlist};
 use crate::quality::{QualityInputs, QualitySummary, summarise};
 use crate::rtcp::{self, NtpClock, ReceptionStats, SenderStats};
@@ -588,14 +588,29 @@ impl MediaSession {
             Playout::Frame {
                 payload,
                 payload_type,
+                halves,
                 ..
             } => {
                 if payload_type == self.config.payload_type {
                     self.decoder.decode_frame(payload, &mut self.received);
                 } else {
-                    // A telephone-event period: the sender sent no audio for it.
                     self.received = [0; FRAME_SAMPLES];
                 }
+                // A 10 ms half the sender left silent plays as silence; a lost one is concealed.
+                const HALF: usize = FRAME_SAMPLES / 2;
+                for (h, half) in halves.iter().enumerate() {
+                    if *half == Half::Silence {
+                        self.received[h * HALF..(h + 1) * HALF].fill(0);
+                    }
+                }
+                self.concealer.repair_half(
+                    &mut self.received,
+                    [halves[0] != Half::Missing, halves[1] != Half::Missing],
+                );
+            }
+            Playout::Silence => {
+                // A telephone-event or comfort-noise period: the sender sent no audio for it.
+                self.received = [0; FRAME_SAMPLES];
                 self.concealer.good_frame(&mut self.received);
             }
             Playout::Lost => self.concealer.conceal(&mut self.received),
