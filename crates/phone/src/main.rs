@@ -1,0 +1,179 @@
+//! `santral-phone`: the agent softphone binary.
+
+use std::io::{BufRead, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use santral_phone::agent_control::AgentControl;
+use santral_phone::audio::{AudioMode, AudioPort, FileAudio, NullAudio};
+use santral_phone::command::Command;
+use santral_phone::event::PhoneEvent;
+use santral_phone::settings::{Cli, FileSettings, Settings};
+use santral_phone::user_agent::{UserAgent, UserAgentConfig};
+use santral_sip::TransportKind;
+use tokio::sync::mpsc;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if cli.list_devices {
+        return list_devices();
+    }
+    let no_tui = cli.no_tui;
+    let file = FileSettings::find(cli.config.as_deref())?;
+    let settings = Settings::merge(cli, file);
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+    runtime.block_on(run(settings, no_tui))
+}
+
+#[cfg(feature = "device")]
+fn list_devices() -> anyhow::Result<()> {
+    for device in santral_phone::device::list_devices()? {
+        println!("{device}");
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "device"))]
+fn list_devices() -> anyhow::Result<()> {
+    bail!("this santral-phone was built without the `device` feature (no sound card support)")
+}
+
+fn resolve(server: &str) -> anyhow::Result<SocketAddr> {
+    server
+        .to_socket_addrs()
+        .with_context(|| format!("--server {server:?} is not HOST:PORT"))?
+        .next()
+        .with_context(|| format!("--server {server:?} has no address"))
+}
+
+fn parse_ports(text: &str) -> anyhow::Result<std::ops::RangeInclusive<u16>> {
+    let (first, last) = text
+        .split_once('-')
+        .with_context(|| format!("--rtp-ports {text:?} must be FIRST-LAST"))?;
+    let first: u16 = first.trim().parse().context("--rtp-ports: first port")?;
+    let last: u16 = last.trim().parse().context("--rtp-ports: last port")?;
+    Ok(first..=last)
+}
+
+fn open_audio(settings: &Settings) -> anyhow::Result<Box<dyn AudioPort>> {
+    let mode: AudioMode = settings.audio.parse()?;
+    Ok(match mode {
+        AudioMode::Null => Box::new(NullAudio),
+        AudioMode::File { input, output } => Box::new(FileAudio::open(&input, &output)?),
+        AudioMode::Device => open_device(settings)?,
+    })
+}
+
+#[cfg(feature = "device")]
+fn open_device(settings: &Settings) -> anyhow::Result<Box<dyn AudioPort>> {
+    Ok(Box::new(santral_phone::device::DeviceAudio::open(
+        settings.input.as_deref(),
+        settings.output.as_deref(),
+    )?))
+}
+
+#[cfg(not(feature = "device"))]
+fn open_device(_settings: &Settings) -> anyhow::Result<Box<dyn AudioPort>> {
+    bail!("built without sound card support: use --audio null or --audio file:IN.wav,OUT.wav")
+}
+
+async fn run(settings: Settings, no_tui: bool) -> anyhow::Result<()> {
+    let Some(server) = settings.server.as_deref() else {
+        bail!("--server HOST:PORT is required (or `server:` in the config file)");
+    };
+    let Some(user) = settings.user.clone() else {
+        bail!("--user is required (or `user:` in the config file)");
+    };
+    let server = resolve(server)?;
+    let transport = match settings.transport.as_str() {
+        "udp" => TransportKind::Udp,
+        "tcp" => TransportKind::Tcp,
+        other => bail!("--transport must be udp or tcp, not {other:?}"),
+    };
+    let bind: SocketAddr = settings
+        .bind
+        .parse()
+        .with_context(|| format!("--bind {:?} is not IP:PORT", settings.bind))?;
+    let agent = match (&settings.http, &settings.http_token) {
+        (Some(url), Some(token)) => Some(AgentControl::new(url, token)?),
+        (Some(_), None) => bail!("--http needs --http-token"),
+        _ => None,
+    };
+    let audio = open_audio(&settings)?;
+    let config = UserAgentConfig {
+        server,
+        transport,
+        bind,
+        user: user.clone(),
+        password: settings.password.clone().unwrap_or_default(),
+        register: settings.register,
+        expires: settings.expires,
+        retry_after: Duration::from_secs(5),
+        auto_answer: settings.auto_answer,
+        crm_url: settings.crm_url.clone(),
+        rtp_ports: parse_ports(&settings.rtp_ports)?,
+    };
+    let (event_tx, mut events) = mpsc::unbounded_channel();
+    let phone = UserAgent::start(config, audio, agent, event_tx.clone()).await?;
+    let _ = event_tx.send(PhoneEvent::Started {
+        user,
+        server: server.to_string(),
+        contact: phone.contact().to_string(),
+        audio: settings.audio.clone(),
+    });
+    if !no_tui {
+        eprintln!(
+            "santral-phone: the terminal UI is not built yet; running in line mode (--no-tui)"
+        );
+    }
+    let (command_tx, commands) = mpsc::channel(32);
+    // stdin is blocking: read it on its own thread.
+    let errors = event_tx.clone();
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        for line in stdin.lock().lines() {
+            let Ok(line) = line else { break };
+            if line.trim().is_empty() {
+                continue;
+            }
+            match Command::parse(&line) {
+                Ok(command) => {
+                    if command_tx.blocking_send(command).is_err() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    let _ = errors.send(PhoneEvent::Error {
+                        message: error.to_string(),
+                    });
+                }
+            }
+        }
+        // End of input: stop the phone as `quit` would.
+        let _ = command_tx.blocking_send(Command::Quit);
+    });
+    drop(event_tx);
+    let print = async move {
+        let mut stdout = std::io::stdout();
+        while let Some(event) = events.recv().await {
+            let _ = writeln!(stdout, "{}", event.to_json_line());
+            let _ = stdout.flush();
+            // The stdin thread still holds a sender: stop on the phone's last word.
+            if event == PhoneEvent::Stopped {
+                break;
+            }
+        }
+    };
+    // The user agent owns the (Send, not Sync) audio port: run it on this task, not spawned.
+    tokio::join!(phone.run(commands), print);
+    Ok(())
+}

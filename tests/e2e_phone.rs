@@ -1,0 +1,387 @@
+//! santral-phone end to end: the real `santral serve` and two real `santral-phone` processes on
+//! loopback. Agent 2001 registers with file audio and auto-answer; a second santral-phone (a
+//! customer, not registered) dials the hotline 1000, presses 1 (billing) and talks. Each side's
+//! OUT.wav must hold the other side's IN.wav, proven by normalized cross-correlation (and not by
+//! the other, unrelated signal).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const SAMPLE_RATE: u32 = 8000;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn phone_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_santral-phone"))
+}
+
+fn server_binary() -> PathBuf {
+    let path = phone_binary().with_file_name("santral");
+    assert!(
+        path.exists(),
+        "the santral server binary is not built at {}: run `cargo build -p santral` with the same \
+         target directory (cargo test --workspace builds it)",
+        path.display()
+    );
+    path
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
+}
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free TCP port")
+}
+
+/// Lines of a child's stream, read on a thread, waited for with a bound.
+struct Lines {
+    rx: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    fn of(stream: impl std::io::Read + Send + 'static) -> Lines {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first line (seen before or arriving within `timeout`) for which `matches` is true.
+    fn wait(&mut self, timeout: Duration, matches: impl Fn(&str) -> bool) -> Option<String> {
+        if let Some(line) = self.seen.iter().find(|l| matches(l)) {
+            return Some(line.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let line = self.rx.recv_timeout(left).ok()?;
+            self.seen.push(line.clone());
+            if matches(&line) {
+                return Some(line);
+            }
+        }
+        None
+    }
+}
+
+struct Server {
+    child: Child,
+    log: Lines,
+    sip: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server() -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (sip, http) = (free_udp_port(), free_tcp_port());
+    let data = dir.path().display().to_string();
+    let config = dir.path().join("santral.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "sip:\n  listen:\n    - udp: 127.0.0.1:{sip}\nhttp:\n  listen: 127.0.0.1:{http}\n  \
+             token: test-token\nstorage:\n  database: {data}/santral.db\n  recordings: {data}/recordings\n"
+        ),
+    )
+    .expect("write config");
+    let mut child = Command::new(server_binary())
+        .current_dir(repo_root())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start santral serve");
+    let mut log = Lines::of(child.stderr.take().expect("stderr"));
+    assert!(
+        log.wait(Duration::from_secs(20), |l| l.contains("HTTP listening"))
+            .is_some(),
+        "santral did not start: {:#?}",
+        log.seen
+    );
+    Server {
+        child,
+        log,
+        sip,
+        _dir: dir,
+    }
+}
+
+struct Phone {
+    child: Child,
+    stdin: ChildStdin,
+    events: Lines,
+}
+
+impl Phone {
+    fn start(args: &[&str]) -> Phone {
+        let mut child = Command::new(phone_binary())
+            .args(args)
+            .arg("--no-tui")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start santral-phone");
+        let stdin = child.stdin.take().expect("stdin");
+        let events = Lines::of(child.stdout.take().expect("stdout"));
+        Phone {
+            child,
+            stdin,
+            events,
+        }
+    }
+
+    fn send(&mut self, command: &str) {
+        writeln!(self.stdin, "{command}").expect("write a command to the phone");
+        self.stdin.flush().expect("flush");
+    }
+
+    /// Waits for the JSON event `name`, returning it parsed.
+    fn expect_event(&mut self, name: &str, timeout: Duration) -> serde_json::Value {
+        let needle = format!("\"event\":\"{name}\"");
+        let line = self
+            .events
+            .wait(timeout, |l| l.contains(&needle))
+            .unwrap_or_else(|| panic!("no {name} event; got {:#?}", self.events.seen));
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"))
+    }
+
+    fn quit(&mut self) {
+        self.send("quit");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        panic!("santral-phone did not exit after quit");
+    }
+}
+
+impl Drop for Phone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A reproducible, non-periodic test signal: band-limited noise (xorshift, smoothed), 8 kHz.
+fn noise_signal(seed: u32, seconds: f32) -> Vec<i16> {
+    let mut state = seed.max(1);
+    let mut smooth = 0.0f32;
+    (0..(seconds * SAMPLE_RATE as f32) as usize)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let white = (state as f32 / u32::MAX as f32) * 2.0 - 1.0;
+            // One-pole low-pass: speech-band energy that G.711 carries well.
+            smooth = 0.6 * smooth + 0.4 * white;
+            (smooth * 12000.0) as i16
+        })
+        .collect()
+}
+
+fn write_wav(path: &Path, samples: &[i16]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: SAMPLE_RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(path, spec).expect("create wav");
+    for &s in samples {
+        writer.write_sample(s).expect("write sample");
+    }
+    writer.finalize().expect("finalize wav");
+}
+
+fn read_wav(path: &Path) -> Vec<i16> {
+    let reader = hound::WavReader::open(path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    assert_eq!(reader.spec().sample_rate, SAMPLE_RATE);
+    reader
+        .into_samples::<i16>()
+        .collect::<Result<_, _>>()
+        .expect("samples")
+}
+
+/// Best normalized cross-correlation of `window` against the looped `reference`, over every lag.
+fn best_correlation(window: &[i16], reference: &[i16]) -> f64 {
+    let window: Vec<f64> = window.iter().map(|&s| f64::from(s)).collect();
+    let reference: Vec<f64> = reference.iter().map(|&s| f64::from(s)).collect();
+    let window_energy: f64 = window.iter().map(|x| x * x).sum();
+    if window_energy == 0.0 {
+        return 0.0;
+    }
+    let n = reference.len();
+    let mut best = 0.0f64;
+    for lag in 0..n {
+        let mut dot = 0.0;
+        let mut energy = 0.0;
+        for (i, w) in window.iter().enumerate() {
+            let r = reference[(lag + i) % n];
+            dot += w * r;
+            energy += r * r;
+        }
+        if energy > 0.0 {
+            best = best.max(dot / (window_energy * energy).sqrt());
+        }
+    }
+    best
+}
+
+/// The best correlation of any 0.25 s window in `heard[from..to]` (stepping 0.25 s).
+fn heard_correlation(heard: &[i16], from: usize, to: usize, reference: &[i16]) -> f64 {
+    let window = SAMPLE_RATE as usize / 4;
+    let to = to.min(heard.len());
+    let mut best = 0.0f64;
+    let mut start = from;
+    while start + window <= to {
+        best = best.max(best_correlation(&heard[start..start + window], reference));
+        start += window;
+    }
+    best
+}
+
+#[test]
+fn agent_phone_answers_a_hotline_call_and_audio_flows_both_ways() {
+    let mut server = start_server();
+    let server_addr = format!("127.0.0.1:{}", server.sip);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let agent_in = dir.path().join("agent_in.wav");
+    let agent_out = dir.path().join("agent_out.wav");
+    let caller_in = dir.path().join("caller_in.wav");
+    let caller_out = dir.path().join("caller_out.wav");
+    // 1.5 s loops: every lag can be searched; distinct seeds make the signals unrelated.
+    let agent_voice = noise_signal(0x2001, 1.5);
+    let caller_voice = noise_signal(0xCA11, 1.5);
+    write_wav(&agent_in, &agent_voice);
+    write_wav(&caller_in, &caller_voice);
+
+    let agent_audio = format!("file:{},{}", agent_in.display(), agent_out.display());
+    let mut agent = Phone::start(&[
+        "--server",
+        &server_addr,
+        "--user",
+        "2001",
+        "--password",
+        "secret2001",
+        "--auto-answer",
+        "--audio",
+        &agent_audio,
+    ]);
+    agent.expect_event("registered", Duration::from_secs(10));
+    assert!(
+        server
+            .log
+            .wait(Duration::from_secs(5), |l| l.contains("registered")
+                && l.contains("2001"))
+            .is_some()
+    );
+
+    let caller_audio = format!("file:{},{}", caller_in.display(), caller_out.display());
+    let mut caller = Phone::start(&[
+        "--server",
+        &server_addr,
+        "--user",
+        "05321234567",
+        "--no-register",
+        "--audio",
+        &caller_audio,
+    ]);
+    caller.expect_event("started", Duration::from_secs(10));
+    caller.send("dial 1000");
+    caller.expect_event("answered", Duration::from_secs(10));
+    // Let the main menu start, then choose billing.
+    std::thread::sleep(Duration::from_millis(800));
+    caller.send("dtmf 1");
+    caller.expect_event("dtmf_sent", Duration::from_secs(5));
+
+    let offered = agent.expect_event("incoming_call", Duration::from_secs(20));
+    assert_eq!(offered["queue"], "billing", "screen-pop: {offered}");
+    assert_eq!(offered["caller"], "05321234567", "screen-pop: {offered}");
+    assert!(
+        offered["ivr_path"].as_str().is_some_and(|p| !p.is_empty()),
+        "screen-pop: {offered}"
+    );
+    let answered = agent.expect_event("answered", Duration::from_secs(5));
+    assert!(answered["codec"].is_string());
+
+    // Talk for a while, then the customer hangs up.
+    std::thread::sleep(Duration::from_secs(4));
+    caller.send("hangup");
+    let caller_end = caller.expect_event("ended", Duration::from_secs(5));
+    assert_eq!(caller_end["reason"], "local hangup");
+    let agent_end = agent.expect_event("ended", Duration::from_secs(10));
+    assert_eq!(agent_end["reason"], "remote hangup");
+    assert!(agent_end["duration_secs"].as_f64().unwrap_or(0.0) > 3.0);
+    caller.quit();
+    agent.quit();
+
+    // The agent heard the customer: the whole agent recording is the bridged call.
+    let heard_by_agent = read_wav(&agent_out);
+    assert!(
+        heard_by_agent.len() > 3 * SAMPLE_RATE as usize,
+        "agent OUT.wav has {} samples",
+        heard_by_agent.len()
+    );
+    let end = heard_by_agent.len();
+    let from = SAMPLE_RATE as usize; // past the jitter buffer's start
+    let agent_hears_caller = heard_correlation(&heard_by_agent, from, end, &caller_voice);
+    let agent_hears_itself = heard_correlation(&heard_by_agent, from, end, &agent_voice);
+    // The customer heard the agent: the last seconds of the customer's recording (before them:
+    // IVR prompts and the queue).
+    let heard_by_caller = read_wav(&caller_out);
+    let end = heard_by_caller.len();
+    let from = end.saturating_sub(3 * SAMPLE_RATE as usize);
+    let caller_hears_agent = heard_correlation(&heard_by_caller, from, end, &agent_voice);
+    let caller_hears_itself = heard_correlation(&heard_by_caller, from, end, &caller_voice);
+    eprintln!(
+        "agent←caller {agent_hears_caller:.3} (control {agent_hears_itself:.3}); \
+         caller←agent {caller_hears_agent:.3} (control {caller_hears_itself:.3})"
+    );
+    assert!(
+        agent_hears_caller > 0.8,
+        "agent OUT.wav does not hold the caller's audio: {agent_hears_caller:.3}"
+    );
+    assert!(
+        caller_hears_agent > 0.8,
+        "caller OUT.wav does not hold the agent's audio: {caller_hears_agent:.3}"
+    );
+    assert!(agent_hears_itself < 0.3 && caller_hears_itself < 0.3);
+}
