@@ -170,6 +170,7 @@ pub async fn run(
         store: store.clone(),
         customers: Arc::new(Mutex::new(customers)),
         recordings_dir: config.storage.recordings.clone(),
+        recording: config.recording.clone(),
         default_language: config.prompts.default_language.clone(),
         next_call: AtomicU64::new(1),
     });
