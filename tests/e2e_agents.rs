@@ -206,3 +206,100 @@ fn sighup_reloads_the_configuration_and_keeps_it_when_broken() {
         .unwrap();
     assert_eq!(health["status"], "ok");
 }
+
+#[test]
+fn feature_codes_change_the_agent_state_after_digest_auth() {
+    let server = Santral::start("");
+    let (ok, out) = sipp(
+        "register.xml",
+        "u1",
+        server.sip_udp,
+        &["-s", "2002", "-au", "2002", "-ap", "secret2002"],
+    );
+    assert!(ok, "REGISTER 2002: {out}");
+    wait_agents(&server, |l| agent(l, "2002")["state"] == "available");
+
+    // *42 from the agent's phone: challenged, authenticated, confirmed by a prompt, paused.
+    let media_port = support::free_udp_port().to_string();
+    let (ok, out) = sipp(
+        "agent_feature_code.xml",
+        "u1",
+        server.sip_udp,
+        &[
+            "-s",
+            "*42",
+            "-key",
+            "agent",
+            "2002",
+            "-au",
+            "2002",
+            "-ap",
+            "secret2002",
+            "-mp",
+            &media_port,
+        ],
+    );
+    assert!(ok, "*42: {out}");
+    let list = wait_agents(&server, |l| agent(l, "2002")["state"] == "paused");
+    assert_eq!(agent(&list, "2002")["state"], "paused", "{list}");
+    assert_eq!(agent(&list, "2002")["reason"], "feature-code");
+
+    // *43: ready again.
+    let (ok, out) = sipp(
+        "agent_feature_code.xml",
+        "u1",
+        server.sip_udp,
+        &[
+            "-s",
+            "*43",
+            "-key",
+            "agent",
+            "2002",
+            "-au",
+            "2002",
+            "-ap",
+            "secret2002",
+            "-mp",
+            &media_port,
+        ],
+    );
+    assert!(ok, "*43: {out}");
+    let list = wait_agents(&server, |l| agent(l, "2002")["state"] == "available");
+    assert_eq!(agent(&list, "2002")["state"], "available", "{list}");
+
+    // A wrong password never changes anything: the challenge comes back and the call fails.
+    let (ok, _) = sipp(
+        "agent_feature_code.xml",
+        "u1",
+        server.sip_udp,
+        &[
+            "-s",
+            "*41",
+            "-key",
+            "agent",
+            "2002",
+            "-au",
+            "2002",
+            "-ap",
+            "guess",
+            "-mp",
+            &media_port,
+        ],
+    );
+    assert!(!ok, "a wrong password must not log the agent out");
+    assert_eq!(agent(&agents(&server), "2002")["state"], "available");
+
+    let calls = support::get_json(&server.url("/api/v1/calls"));
+    let tags: Vec<String> = calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["tags"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t.as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        tags.iter().filter(|t| *t == "feature-code").count(),
+        2,
+        "{calls}"
+    );
+}

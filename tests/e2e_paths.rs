@@ -209,10 +209,12 @@ fn a_caller_who_gives_up_is_shown_waiting_then_recorded_as_abandoned() {
 #[test]
 fn an_agent_who_does_not_answer_is_skipped_for_the_next() {
     // Linear order makes 2001 (who never answers) first; a 2 s ring timeout moves on to 2002.
+    // Billing calls are not recorded here (recording policy per queue).
     let mut server = Santral::start(
         "queues:\n  - name: billing\n    skills: [{ skill: billing, min_level: 1 }]\n    \
          strategy: linear\n    agent_order: [\"2001\", \"2002\"]\n    ring_timeout_secs: 2\n    \
-         wrap_up_secs: 5\n  - name: tech\n  - name: sales\n  - name: operator\n",
+         wrap_up_secs: 5\n  - name: tech\n  - name: sales\n  - name: operator\n\
+         recording:\n  default: all\n  queues: { billing: none }\n",
     );
     let (silent_port, answering_port) = (free_udp_port(), free_udp_port());
     register_agent(&server, "2001", silent_port);
@@ -234,6 +236,8 @@ fn an_agent_who_does_not_answer_is_skipped_for_the_next() {
     assert_eq!(call["disposition"], "answered", "{call}");
     assert_eq!(call["agent"], "2002", "{call}");
     assert!(call["wait_ms"].as_i64().unwrap() >= 2000, "{call}");
+    // The billing queue's recording policy is `none` in this configuration.
+    assert!(call["recording"].is_null(), "{call}");
 }
 
 #[test]

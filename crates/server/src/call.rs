@@ -93,6 +93,7 @@ pub struct CallContext {
     pub store: Arc<dyn Store>,
     pub customers: Arc<Mutex<CustomerDirectory>>,
     pub recordings_dir: PathBuf,
+    pub recording: crate::config::RecordingConfig,
     pub default_language: String,
     pub next_call: AtomicU64,
 }
@@ -1115,7 +1116,13 @@ impl CallTask {
         };
         self.caller_rtp_port = Some(caller_end.sockets.rtp_port());
         let (tap_tx, tap_rx) = mpsc::channel::<TickAudio>(256);
-        let recorder = self.start_recorder(tap_rx);
+        let policy = self.ctx.recording.policy(self.record.queue.as_deref());
+        let recorder = if policy.records(rand::random_range(0..100)) {
+            self.start_recorder(tap_rx)
+        } else {
+            tracing::debug!(?policy, "call not recorded by policy");
+            None
+        };
         let (stop, stop_rx) = watch::channel(false);
         let (event_tx, events) = mpsc::channel(64);
         let driver = tokio::spawn(

@@ -51,6 +51,79 @@ pub struct Config {
     pub queues: Vec<QueueConfig>,
     #[serde(default = "default_shutdown")]
     pub shutdown: ShutdownConfig,
+    #[serde(default = "default_recording")]
+    pub recording: RecordingConfig,
+}
+
+/// Which answered calls are recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingConfig {
+    /// For queues not listed below: `all`, `none` or a percentage such as `25%`.
+    #[serde(default = "default_recording_default")]
+    pub default: RecordingPolicy,
+    /// Per queue: queue name → policy.
+    #[serde(default)]
+    pub queues: BTreeMap<String, RecordingPolicy>,
+}
+
+impl RecordingConfig {
+    pub fn policy(&self, queue: Option<&str>) -> RecordingPolicy {
+        queue
+            .and_then(|q| self.queues.get(q))
+            .copied()
+            .unwrap_or(self.default)
+    }
+}
+
+/// `all`, `none`, or the percentage of calls recorded (chosen at random per call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schemars(with = "String")]
+pub enum RecordingPolicy {
+    All,
+    None,
+    Percent(u8),
+}
+
+impl RecordingPolicy {
+    /// Whether a call is recorded, given a uniform draw in 0..100.
+    pub fn records(self, draw: u8) -> bool {
+        match self {
+            RecordingPolicy::All => true,
+            RecordingPolicy::None => false,
+            RecordingPolicy::Percent(percent) => draw < percent,
+        }
+    }
+}
+
+impl TryFrom<String> for RecordingPolicy {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        match text.trim() {
+            "all" => Ok(RecordingPolicy::All),
+            "none" => Ok(RecordingPolicy::None),
+            other => other
+                .strip_suffix('%')
+                .and_then(|n| n.trim().parse::<u8>().ok())
+                .filter(|n| *n <= 100)
+                .map(RecordingPolicy::Percent)
+                .ok_or_else(|| {
+                    format!("{other:?} is not a recording policy: write all, none or a percentage such as 25%")
+                }),
+        }
+    }
+}
+
+impl From<RecordingPolicy> for String {
+    fn from(policy: RecordingPolicy) -> String {
+        match policy {
+            RecordingPolicy::All => "all".to_owned(),
+            RecordingPolicy::None => "none".to_owned(),
+            RecordingPolicy::Percent(n) => format!("{n}%"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -353,6 +426,7 @@ default_from_embedded! {
     PromptsConfig => "/prompts",
     AgentsConfig => "/agents",
     ShutdownConfig => "/shutdown",
+    RecordingConfig => "/recording",
 }
 
 // Each field's default is the same field of the embedded file. Field-level defaults (not a
@@ -379,6 +453,8 @@ field_defaults_from_embedded! {
     fn default_agents() -> AgentsConfig = "/agents";
     fn default_queues() -> Vec<QueueConfig> = "/queues";
     fn default_shutdown() -> ShutdownConfig = "/shutdown";
+    fn default_recording() -> RecordingConfig = "/recording";
+    fn default_recording_default() -> RecordingPolicy = "/recording/default";
     fn default_sip_listen() -> Vec<ListenAddr> = "/sip/listen";
     fn default_sip_realm() -> String = "/sip/realm";
     fn default_sip_auth() -> SipAuthConfig = "/sip/auth";
@@ -998,6 +1074,31 @@ queues:
         ] {
             assert!(properties.contains_key(key), "schema lacks {key}");
         }
+    }
+
+    #[test]
+    fn recording_policies_parse_and_sample() {
+        let config = Config::parse(
+            "recording:\n  default: none\n  queues: { sales: 25%, billing: all }\n",
+            "rec.yaml",
+        )
+        .unwrap();
+        assert_eq!(
+            config.recording.policy(Some("billing")),
+            RecordingPolicy::All
+        );
+        assert_eq!(config.recording.policy(Some("tech")), RecordingPolicy::None);
+        assert_eq!(config.recording.policy(None), RecordingPolicy::None);
+        let sales = config.recording.policy(Some("sales"));
+        assert_eq!(sales, RecordingPolicy::Percent(25));
+        assert_eq!((0..100).filter(|d| sales.records(*d)).count(), 25);
+        assert_eq!(
+            Config::default().recording.policy(Some("billing")),
+            RecordingPolicy::All
+        );
+        let err = Config::parse("recording:\n  default: sometimes\n", "r.yaml").unwrap_err();
+        assert!(err.to_string().starts_with("r.yaml:2:"), "{err}");
+        assert!(err.to_string().contains("not a recording policy"), "{err}");
     }
 
     #[test]

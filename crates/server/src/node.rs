@@ -117,6 +117,7 @@ pub async fn run(
 ) -> Result<(), NodeError> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.storage.database)?);
     let (publisher, view, agent_requests) = live::channels();
+    let feature_view = view.clone();
 
     let (sip, mut sip_events) =
         driver::start(endpoint_config(&config), &sip_listen(&config)).await?;
@@ -170,6 +171,7 @@ pub async fn run(
         store: store.clone(),
         customers: Arc::new(Mutex::new(customers)),
         recordings_dir: config.storage.recordings.clone(),
+        recording: config.recording.clone(),
         default_language: config.prompts.default_language.clone(),
         next_call: AtomicU64::new(1),
     });
@@ -190,6 +192,7 @@ pub async fn run(
         agent_ids,
         invites: HashMap::new(),
         draining: false,
+        live: feature_view,
     };
 
     let http_listener = tokio::net::TcpListener::bind(config.http.listen)
@@ -386,6 +389,8 @@ struct Dispatcher {
     invites: HashMap<TransactionId, String>,
     /// Shutting down: refuse new calls.
     draining: bool,
+    /// Agent state changes from feature codes go where the HTTP API's go.
+    live: crate::live::LiveView,
 }
 
 impl Dispatcher {
@@ -464,6 +469,11 @@ impl Dispatcher {
                 .and_then(call::uri_user)
                 .unwrap_or_default()
                 .to_string();
+            if dialled.starts_with('*') {
+                self.feature_code(registrar, id, request, peer, &dialled)
+                    .await;
+                return;
+            }
             if let Some(flow) = self.hotlines.get(&dialled).cloned() {
                 if self.draining {
                     let mut busy = simple(&request, 503, "Service Unavailable");
@@ -519,6 +529,68 @@ impl Dispatcher {
             }
         });
         self.respond(id, response).await;
+    }
+
+    /// `*40` log in, `*41` log out, `*42` pause, `*43` ready — only for an agent whose INVITE
+    /// passes digest authentication (a 401 challenge first). The change is applied, then a short
+    /// call confirms it by a prompt (flows agent-feature / agent-feature-refused).
+    async fn feature_code(
+        &mut self,
+        registrar: &mut Registrar,
+        id: TransactionId,
+        request: Message,
+        peer: Peer,
+        code: &str,
+    ) {
+        let user = match registrar.authenticate(Instant::now(), &request, peer.remote.ip()) {
+            Ok(user) => user,
+            Err(reply) => {
+                if let Outcome::LockedOut { source } = &reply.outcome {
+                    tracing::warn!(%source, "too many failed authentications: source locked out");
+                }
+                self.respond(id, reply.response).await;
+                return;
+            }
+        };
+        if self.draining {
+            let mut busy = simple(&request, 503, "Service Unavailable");
+            busy.push_header("Retry-After", "30");
+            self.respond(id, busy).await;
+            return;
+        }
+        use crate::live::AgentCommand;
+        let command = match code {
+            "*40" => Some(AgentCommand::Login),
+            "*41" => Some(AgentCommand::Logout),
+            "*42" => Some(AgentCommand::Pause {
+                reason: Some("feature-code".to_owned()),
+            }),
+            "*43" => Some(AgentCommand::Ready),
+            _ => None,
+        };
+        let applied = match command {
+            Some(command) => match self.live.agent_command(user.clone(), command).await {
+                Ok(agent) => {
+                    tracing::info!(agent = %user, code, state = %agent.state, "feature code applied");
+                    true
+                }
+                Err(err) => {
+                    tracing::info!(agent = %user, code, %err, "feature code refused");
+                    false
+                }
+            },
+            None => false,
+        };
+        let flow = if applied {
+            "agent-feature"
+        } else {
+            "agent-feature-refused"
+        };
+        let Some(call_id) = request.call_id().map(str::to_owned) else {
+            return;
+        };
+        self.invites.insert(id, call_id);
+        call::spawn(self.ctx.clone(), flow.to_owned(), id, request, peer);
     }
 
     async fn respond(&self, id: TransactionId, response: Message) {
