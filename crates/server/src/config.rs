@@ -1102,6 +1102,18 @@ queues:
     }
 
     #[test]
+    fn the_committed_schema_matches_the_configuration_format() {
+        let committed: serde_json::Value =
+            serde_json::from_str(include_str!("../../../config/santral.schema.json"))
+                .expect("config/santral.schema.json is JSON");
+        assert_eq!(
+            committed,
+            Config::json_schema(),
+            "config/santral.schema.json is stale: run `santral config schema > config/santral.schema.json`"
+        );
+    }
+
+    #[test]
     fn missing_file_is_a_named_error() {
         let err = Config::load(Some(Path::new("/nonexistent/santral.yaml"))).unwrap_err();
         assert!(
