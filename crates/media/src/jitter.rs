@@ -180,8 +180,10 @@ pub struct JitterBuffer {
     paused: bool,
     /// Largest recent packet time, in timestamp units (sets the minimum useful depth).
     packet_units: u64,
-    /// The latest packet's time, to which `packet_units` relaxes when calm.
-    last_packet_units: u64,
+    /// Largest packet time in the current window, to which `packet_units` relaxes at its end.
+    window_packet_units: u64,
+    /// Frames played in the current packet-time window.
+    window_frames: u32,
     target_depth: usize,
     /// RFC 3550 interarrival jitter, in timestamp units (×1, kept as f64 for smoothing).
     jitter: f64,
@@ -191,6 +193,9 @@ pub struct JitterBuffer {
     epoch: Option<Instant>,
     calm_frames: u32,
     probation: Option<u16>,
+    /// The last pop waited for a missing frame: wait at most once per gap, since a frame that
+    /// does not come is more likely lost than late.
+    stretched: bool,
     stats: JitterStats,
 }
 
@@ -230,7 +235,8 @@ impl JitterBuffer {
             last_sequence: None,
             paused: false,
             packet_units: expected_units,
-            last_packet_units: expected_units,
+            window_packet_units: 0,
+            window_frames: 0,
             target_depth: min_depth,
             jitter: 0.0,
             previous_transit: None,
@@ -238,6 +244,7 @@ impl JitterBuffer {
             epoch: None,
             calm_frames: 0,
             probation: None,
+            stretched: false,
             stats: JitterStats::default(),
         };
         buffer.target_depth = buffer.wanted_depth();
@@ -404,7 +411,7 @@ impl JitterBuffer {
         self.end = Some(self.end.map_or(end, |e| e.max(end)));
         self.highest_timestamp = Some(self.highest_timestamp.map_or(extended, |h| h.max(extended)));
         let units = count * self.chunk_units;
-        self.last_packet_units = units;
+        self.window_packet_units = self.window_packet_units.max(units);
         if units > self.packet_units {
             self.packet_units = units;
             self.retarget();
@@ -562,12 +569,20 @@ impl JitterBuffer {
         self.peak_deviation *= 0.98;
         self.calm_frames = self.calm_frames.saturating_add(1);
         let depth = self.depth();
-        if self.calm_frames >= CALM_FRAMES_BEFORE_SHRINK {
-            self.packet_units = self.last_packet_units;
-            if self.target_depth > self.wanted_depth() {
-                self.target_depth -= 1;
-                self.calm_frames = 0;
+        self.window_frames += 1;
+        if self.window_frames >= CALM_FRAMES_BEFORE_SHRINK {
+            // A stream that moved to shorter packets needs less delay (a mixed one keeps its
+            // longest).
+            self.window_frames = 0;
+            if self.window_packet_units > 0 {
+                self.packet_units = self.window_packet_units;
             }
+            self.window_packet_units = 0;
+        }
+        if self.calm_frames >= CALM_FRAMES_BEFORE_SHRINK && self.target_depth > self.wanted_depth()
+        {
+            self.target_depth -= 1;
+            self.calm_frames = 0;
         }
         let packet_frames = self.packet_frames();
         let mut play = next;
@@ -579,14 +594,21 @@ impl JitterBuffer {
             self.clear(play + 1);
             self.stats.shrunk += 1;
             play += 2;
-        } else if depth < self.target_depth && depth > 0 && !self.has(play) && !self.has(play + 1) {
+        } else if depth < self.target_depth
+            && !self.stretched
+            && depth > 0
+            && !self.has(play)
+            && !self.has(play + 1)
+        {
             // Too shallow and the frame is not here yet: wait one frame (conceal) rather than
             // skip it.
+            self.stretched = true;
             self.stats.lost += 1;
             return Playout::Lost;
         }
 
         self.next_play = Some(play + 2);
+        self.stretched = false;
         let halves = [self.half(play), self.half(play + 1)];
         self.clear(play);
         self.clear(play + 1);

@@ -4,6 +4,12 @@
 //! carries, keeps the offerer's payload type numbers, adds telephone-event when offered, mirrors
 //! the direction (hold), and rejects every other m-line with port 0. When nothing can be
 //! accepted it returns [`NotAcceptable`], which carries the reason for a SIP 488.
+//!
+//! Packet time: we always send 20 ms and say so (`a=ptime:20`), and announce
+//! `a=maxptime:60` because we receive any multiple of 10 ms up to 60 ms, mixed within a stream.
+//! The offer's `a=ptime` is kept in [`NegotiatedMedia::remote_ptime_ms`] to size the jitter
+//! buffer before the first packet; its `a=maxptime` in [`NegotiatedMedia::remote_maxptime_ms`]
+//! (our 20 ms meets every value ≥ 20 seen in practice).
 
 use std::io::Cursor;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -15,6 +21,10 @@ use rtc_sdp::{MediaDescription, SessionDescription};
 use thiserror::Error;
 
 use crate::codec::Codec;
+
+/// The longest packets we receive (the jitter buffer takes any multiple of 10 ms up to this),
+/// announced as `a=maxptime` next to the `a=ptime:20` we send.
+pub const MAX_RECEIVED_PTIME_MS: u32 = 60;
 
 /// Media direction of an m-line (RFC 3264 §5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,8 +124,16 @@ pub struct NegotiatedMedia {
     /// Where the far end wants RTP (its port may be 0.0.0.0 for old-style hold).
     pub remote_rtp: SocketAddr,
     pub remote_rtcp: SocketAddr,
-    /// Packet time in ms (20 unless the far end asked for another value we honour).
+    /// Packet time we send, in ms: always 20 (our engine's frame), whatever the far end
+    /// prefers. Every RTP sender must accept 20 ms G.711/G.722 (RFC 3551 §4.5 default), and a
+    /// `maxptime` below 20 is not met by any real endpoint we know of.
     pub ptime_ms: u32,
+    /// The far end's `a=ptime` (what it asks for and, in practice, sends), when given and in
+    /// the 10–60 ms range we receive: sizes the jitter buffer from the first packet on.
+    /// Packets of any multiple of 10 ms up to 60 ms are received whatever was announced.
+    pub remote_ptime_ms: Option<u32>,
+    /// The far end's `a=maxptime`, when given.
+    pub remote_maxptime_ms: Option<u32>,
     /// Our direction for this media stream.
     pub direction: Direction,
 }
@@ -225,6 +243,8 @@ struct OfferedAudio {
     remote_rtp: SocketAddr,
     remote_rtcp: SocketAddr,
     ptime_ms: u32,
+    remote_ptime_ms: Option<u32>,
+    remote_maxptime_ms: Option<u32>,
     direction: Direction,
 }
 
@@ -304,12 +324,16 @@ fn select_audio(
             }
             None => SocketAddr::new(address, port.wrapping_add(1)),
         };
-        let ptime_ms = media
-            .attribute("ptime")
-            .flatten()
-            .and_then(|p| p.trim().parse::<u32>().ok())
-            .filter(|p| *p == 20)
-            .unwrap_or(20);
+        let milliseconds = |name: &str| {
+            media
+                .attribute(name)
+                .flatten()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+        };
+        // We always send 20 ms; what the far end announces only sizes our receive side.
+        let ptime_ms = 20;
+        let remote_ptime_ms = milliseconds("ptime").filter(|p| (10..=60).contains(p));
+        let remote_maxptime_ms = milliseconds("maxptime").filter(|p| *p > 0);
         let mut direction = media_direction(media, description);
         // RFC 2543 hold: c=0.0.0.0 means "do not send to me".
         if address.is_unspecified() && direction == Direction::SendRecv {
@@ -323,6 +347,8 @@ fn select_audio(
             remote_rtp,
             remote_rtcp,
             ptime_ms,
+            remote_ptime_ms,
+            remote_maxptime_ms,
             direction,
         });
     }
@@ -434,6 +460,10 @@ pub fn answer_offer(offer: &str, local: &LocalMedia) -> Result<Answer, NotAccept
                 "ptime".to_owned(),
                 Some(chosen.ptime_ms.to_string()),
             ));
+            extra.push(Attribute::new(
+                "maxptime".to_owned(),
+                Some(MAX_RECEIVED_PTIME_MS.to_string()),
+            ));
             extra.push(Attribute::new(direction.attribute().to_owned(), None));
             answer = answer.with_media(audio_line(local.rtp_port, &payload_types, extra));
         } else {
@@ -469,6 +499,8 @@ pub fn answer_offer(offer: &str, local: &LocalMedia) -> Result<Answer, NotAccept
             remote_rtp: chosen.remote_rtp,
             remote_rtcp: chosen.remote_rtcp,
             ptime_ms: chosen.ptime_ms,
+            remote_ptime_ms: chosen.remote_ptime_ms,
+            remote_maxptime_ms: chosen.remote_maxptime_ms,
             direction,
         },
     })
@@ -491,6 +523,10 @@ pub fn create_offer(local: &LocalMedia) -> String {
         ));
     }
     extra.push(Attribute::new("ptime".to_owned(), Some("20".to_owned())));
+    extra.push(Attribute::new(
+        "maxptime".to_owned(),
+        Some(MAX_RECEIVED_PTIME_MS.to_string()),
+    ));
     extra.push(Attribute::new(local.direction.attribute().to_owned(), None));
     session_skeleton(local)
         .with_media(audio_line(local.rtp_port, &payload_types, extra))
@@ -519,6 +555,8 @@ pub fn accept_answer(answer: &str, local: &LocalMedia) -> Result<NegotiatedMedia
         remote_rtp: chosen.remote_rtp,
         remote_rtcp: chosen.remote_rtcp,
         ptime_ms: chosen.ptime_ms,
+        remote_ptime_ms: chosen.remote_ptime_ms,
+        remote_maxptime_ms: chosen.remote_maxptime_ms,
         direction,
     })
 }
@@ -599,6 +637,34 @@ a=setup:actpass\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\na=rtpmap:111 opus/4800
         assert_eq!(media.payload_type, 8);
         assert_eq!(media.telephone_event_payload_type, Some(96));
         assert_eq!(media.remote_rtcp.port(), 40011);
+    }
+
+    #[test]
+    fn offered_packet_time_sizes_reception_and_the_answer_keeps_sending_20_ms() {
+        // A gateway asking for (and sending) 30 ms packets, up to 60 ms.
+        let offer = CARRIER.replace("a=ptime:20\n", "a=ptime:30\na=maxptime:60\n");
+        let answer = match answer_offer(&offer, &local()) {
+            Ok(a) => a,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(answer.media.ptime_ms, 20);
+        assert_eq!(answer.media.remote_ptime_ms, Some(30));
+        assert_eq!(answer.media.remote_maxptime_ms, Some(60));
+        assert!(answer.sdp.contains("a=ptime:20\r\n"), "{}", answer.sdp);
+        assert!(answer.sdp.contains("a=maxptime:60\r\n"), "{}", answer.sdp);
+        let session = crate::session::SessionConfig::from_negotiated(&answer.media);
+        assert_eq!(session.jitter.expected_packet_ms, 30);
+
+        // Nonsense or out-of-range values are ignored, not trusted.
+        let odd = CARRIER.replace("a=ptime:20\n", "a=ptime:500\na=maxptime:x\n");
+        let media = answer_offer(&odd, &local()).map(|a| a.media);
+        assert_eq!(
+            media.map(|m| (m.ptime_ms, m.remote_ptime_ms, m.remote_maxptime_ms)),
+            Ok((20, None, None))
+        );
+        // Our own offers say the same.
+        let ours = create_offer(&local());
+        assert!(ours.contains("a=ptime:20\r\na=maxptime:60\r\n"), "{ours}");
     }
 
     #[test]

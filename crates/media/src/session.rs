@@ -76,7 +76,10 @@ impl SessionConfig {
             direction: media.direction,
             symmetric_rtp: true,
             inband_dtmf: true,
-            jitter: JitterConfig::default(),
+            jitter: JitterConfig {
+                expected_packet_ms: media.remote_ptime_ms.unwrap_or(20),
+                ..JitterConfig::default()
+            },
             initial_sequence: rand::random(),
             initial_timestamp: rand::random(),
             rtcp_interval: Duration::from_secs(5),

@@ -227,6 +227,8 @@ fn hold_stops_sending_but_keeps_receiving() {
         remote_rtp: addr("127.0.0.1:4002"),
         remote_rtcp: addr("127.0.0.1:4003"),
         ptime_ms: 20,
+        remote_ptime_ms: None,
+        remote_maxptime_ms: None,
         direction: Direction::RecvOnly,
     };
     pair.a.renegotiate(&media);
