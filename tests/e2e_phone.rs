@@ -145,8 +145,13 @@ struct Phone {
 
 impl Phone {
     fn start(args: &[&str]) -> Phone {
+        Phone::start_with_env(args, &[])
+    }
+
+    fn start_with_env(args: &[&str], env: &[(&str, &Path)]) -> Phone {
         let mut child = Command::new(phone_binary())
             .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .arg("--no-tui")
             .env("RUST_LOG", "info")
             .stdin(Stdio::piped())
@@ -384,4 +389,107 @@ fn agent_phone_answers_a_hotline_call_and_audio_flows_both_ways() {
         "caller OUT.wav does not hold the agent's audio: {caller_hears_agent:.3}"
     );
     assert!(agent_hears_itself < 0.3 && caller_hears_itself < 0.3);
+}
+
+/// The cpal device path for real: ALSA's `null` PCM (chosen through an asoundrc the test writes,
+/// found through HOME) as agent 2001's headset. The call must run through the capture and
+/// playback callbacks (their sample counters move), and the customer hears what the null
+/// microphone captures: silence, not the agent's file or anything else.
+#[test]
+fn agent_phone_on_the_alsa_null_device_takes_a_call() {
+    let mut server = start_server();
+    let server_addr = format!("127.0.0.1:{}", server.sip);
+    let home = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        home.path().join(".asoundrc"),
+        "pcm.!default {\n  type null\n}\n",
+    )
+    .expect("write .asoundrc");
+
+    let listing = Command::new(phone_binary())
+        .arg("--list-devices")
+        .env("HOME", home.path())
+        .output()
+        .expect("run --list-devices");
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert!(listing.contains("input: alsa:null"), "{listing}");
+    assert!(listing.contains("output: alsa:default"), "{listing}");
+
+    let mut agent = Phone::start_with_env(
+        &[
+            "--server",
+            &server_addr,
+            "--user",
+            "2001",
+            "--password",
+            "secret2001",
+            "--auto-answer",
+            "--audio",
+            "device",
+            "--input",
+            "null",
+            "--output",
+            "alsa:default",
+        ],
+        &[("HOME", home.path())],
+    );
+    agent.expect_event("registered", Duration::from_secs(10));
+    assert!(
+        server
+            .log
+            .wait(Duration::from_secs(5), |l| l.contains("registered")
+                && l.contains("2001"))
+            .is_some()
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let caller_in = dir.path().join("caller_in.wav");
+    let caller_out = dir.path().join("caller_out.wav");
+    let caller_voice = noise_signal(0xCA11, 1.5);
+    write_wav(&caller_in, &caller_voice);
+    let caller_audio = format!("file:{},{}", caller_in.display(), caller_out.display());
+    let mut caller = Phone::start(&[
+        "--server",
+        &server_addr,
+        "--user",
+        "05321234567",
+        "--no-register",
+        "--audio",
+        &caller_audio,
+    ]);
+    caller.send("dial 1000");
+    caller.expect_event("answered", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(800));
+    caller.send("dtmf 1");
+    agent.expect_event("incoming_call", Duration::from_secs(20));
+    agent.expect_event("answered", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(3));
+    agent.send("hangup");
+    // The hotline's flow goes on to its after-call survey: the customer hangs up at once, so
+    // little of the survey prompt is in their recording.
+    std::thread::sleep(Duration::from_millis(100));
+    caller.send("hangup");
+    let ended = agent.expect_event("ended", Duration::from_secs(5));
+    assert_eq!(ended["reason"], "local hangup");
+    let captured = ended["device_samples"]["captured"].as_u64().unwrap_or(0);
+    let played = ended["device_samples"]["played"].as_u64().unwrap_or(0);
+    // Three seconds of call: at least that much audio went through both callbacks.
+    assert!(
+        captured >= 3 * 8000 && played >= 3 * 8000,
+        "device samples: {ended}"
+    );
+    caller.expect_event("ended", Duration::from_secs(10));
+    caller.quit();
+    agent.quit();
+
+    // What the customer heard from the agent: the null microphone's silence.
+    let heard = read_wav(&caller_out);
+    // The agent's part of the call: the 2 s before the survey (which starts with the agent's BYE).
+    let survey_start = heard.len().saturating_sub(SAMPLE_RATE as usize / 2);
+    let tail = &heard[survey_start.saturating_sub(2 * SAMPLE_RATE as usize)..survey_start];
+    let peak = tail.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+    assert!(
+        peak < 200,
+        "the agent's null microphone should be silent, peak {peak}"
+    );
+    assert!(heard_correlation(&heard, 0, heard.len(), &caller_voice) < 0.3);
 }

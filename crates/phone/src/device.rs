@@ -27,6 +27,14 @@ fn device_error(context: &str, error: impl std::fmt::Display) -> AudioError {
     AudioError::Device(format!("{context}: {error}"))
 }
 
+/// The id (what `--input`/`--output` take) and the description.
+fn describe(device: &cpal::Device) -> String {
+    match device.id() {
+        Ok(id) => format!("{id} — {device}"),
+        Err(_) => device.to_string(),
+    }
+}
+
 /// "input: NAME" / "output: NAME" for every device of the default host.
 pub fn list_devices() -> Result<Vec<String>, AudioError> {
     let host = cpal::default_host();
@@ -35,13 +43,13 @@ pub fn list_devices() -> Result<Vec<String>, AudioError> {
         .input_devices()
         .map_err(|e| device_error("listing input devices", e))?;
     for device in inputs {
-        names.push(format!("input: {device}"));
+        names.push(format!("input: {}", describe(&device)));
     }
     let outputs = host
         .output_devices()
         .map_err(|e| device_error("listing output devices", e))?;
     for device in outputs {
-        names.push(format!("output: {device}"));
+        names.push(format!("output: {}", describe(&device)));
     }
     Ok(names)
 }
@@ -100,7 +108,14 @@ fn find_device(
     .map_err(|e| device_error("listing devices", e))?;
     devices
         .into_iter()
-        .find(|d| d.to_string() == name || d.id().is_ok_and(|id| id.to_string() == name))
+        .find(|d| {
+            // The description, the id (`alsa:null`), or the id without its host (`null`).
+            d.to_string() == name
+                || d.id().is_ok_and(|id| {
+                    let id = id.to_string();
+                    id == name || id.split_once(':').is_some_and(|(_, short)| short == name)
+                })
+        })
         .ok_or_else(|| {
             AudioError::Device(format!(
                 "no {kind} device named {name:?} (see --list-devices)"

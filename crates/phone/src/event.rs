@@ -75,6 +75,12 @@ pub fn crm_url(template: &str, screen_pop: &ScreenPop) -> String {
     template.replace("{caller}", &number)
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DeviceSamples {
+    pub captured: u64,
+    pub played: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum PhoneEvent {
@@ -139,6 +145,9 @@ pub enum PhoneEvent {
         reason: String,
         duration_secs: f64,
         mos: Option<f64>,
+        /// Samples the sound card's capture / playback callbacks moved so far (device audio).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        device_samples: Option<DeviceSamples>,
     },
     AgentState {
         state: String,

@@ -30,7 +30,7 @@ use crate::agent_control::AgentControl;
 use crate::audio::AudioPort;
 use crate::call_media::{CallMediaCommand, CallMediaEnd, run_call_media};
 use crate::command::Command;
-use crate::event::{PhoneEvent, ScreenPop, crm_url};
+use crate::event::{DeviceSamples, PhoneEvent, ScreenPop, crm_url};
 
 /// How the user agent reaches its server and who it is.
 #[derive(Clone)]
@@ -1056,6 +1056,11 @@ impl UserAgent {
             .connected_at
             .map(|t| t.elapsed().as_secs_f64())
             .unwrap_or(0.0);
+        let device_samples = self
+            .audio
+            .as_ref()
+            .and_then(|a| a.device_counters())
+            .map(|(captured, played)| DeviceSamples { captured, played });
         call.span
             .in_scope(|| info!(reason, duration_secs, "call ended"));
         self.emit(PhoneEvent::Ended {
@@ -1063,6 +1068,7 @@ impl UserAgent {
             reason: reason.to_string(),
             duration_secs,
             mos,
+            device_samples,
         });
     }
 }
