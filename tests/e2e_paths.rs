@@ -423,3 +423,45 @@ fn after_the_agent_hangs_up_the_caller_rates_the_call() {
         .collect();
     assert!(path.iter().any(|s| s.starts_with("survey.")), "{path:?}");
 }
+
+#[test]
+fn waiting_callers_hear_their_position_and_expected_wait() {
+    // The demo flows with billing announcing every 2 s instead of 30 s.
+    let flows = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(support::repo_root().join("ivr-flows")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let text = text.replace(
+                "announce: { position: true, wait_time: true, every: 30s }",
+                "announce: { position: true, wait_time: true, every: 2s }",
+            );
+            std::fs::write(flows.path().join(path.file_name().unwrap()), text).unwrap();
+        }
+    }
+    let mut server = Santral::start_logging(
+        &format!("flows:\n  dir: {}\n", flows.path().display()),
+        "info,santral_server::call=debug",
+    );
+    let caller = spawn_sipp(&caller_args("caller_abandons.xml", &server, 7000));
+    assert!(
+        server.wait_for_log("queue announcement", Duration::from_secs(15)),
+        "{:#?}",
+        server.seen
+    );
+    let line = server
+        .seen
+        .iter()
+        .find(|l| l.contains("queue announcement"))
+        .unwrap()
+        .clone();
+    assert!(line.contains("position=Some(1)"), "{line}");
+    let (ok, out) = wait_sipp(caller, Duration::from_secs(30));
+    assert!(ok, "caller: {out}");
+    // At least two announcements in 7 s of waiting at a 2 s interval.
+    assert!(
+        server.count_in_log("queue announcement") >= 2,
+        "{:#?}",
+        server.seen
+    );
+}

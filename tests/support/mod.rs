@@ -68,6 +68,12 @@ impl Santral {
     /// Starts the server with free ports, a temporary data directory and `extra` YAML (top-level
     /// sections other than sip.listen, http.listen and storage) laid over the embedded defaults.
     pub fn start(extra: &str) -> Santral {
+        let filter = std::env::var("SANTRAL_TEST_LOG").unwrap_or_else(|_| "info".to_owned());
+        Santral::start_logging(extra, &filter)
+    }
+
+    /// [`Santral::start`] with the server's log filter (`RUST_LOG` syntax) given.
+    pub fn start_logging(extra: &str, filter: &str) -> Santral {
         let dir = tempfile::tempdir().expect("temp dir");
         let (sip_udp, sip_tcp, http) = (free_udp_port(), free_tcp_port(), free_tcp_port());
         let config = dir.path().join("santral.yaml");
@@ -86,10 +92,7 @@ impl Santral {
             .args(["serve", "--config"])
             .arg(&config)
             // SANTRAL_TEST_LOG raises the server's log detail when a test needs a closer look.
-            .env(
-                "RUST_LOG",
-                std::env::var("SANTRAL_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
-            )
+            .env("RUST_LOG", filter)
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -39,6 +39,11 @@ pub enum AgentsInput {
     CallEnded(CallId),
     /// A call's live state for the wallboard.
     CallUpdate(LiveCall),
+    /// Where a queued call stands: position (1 = next) and expected wait.
+    Position {
+        call: CallId,
+        reply: tokio::sync::oneshot::Sender<(Option<usize>, Option<std::time::Duration>)>,
+    },
     /// A reloaded configuration: agents added or changed (skills, languages, names).
     Reconfigure(Setup),
     /// A call is over.
@@ -267,6 +272,10 @@ impl AgentsTask {
             AgentsInput::CallUpdate(live) => {
                 self.publisher.publish_event(LiveEvent::Call(live.clone()));
                 self.live_calls.insert(live.call_id.clone(), live);
+            }
+            AgentsInput::Position { call, reply } => {
+                let _ = reply.send((self.acd.position(call), self.acd.expected_wait(call)));
+                return;
             }
             AgentsInput::Reconfigure(setup) => {
                 for agent in setup.acd.agents {

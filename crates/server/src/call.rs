@@ -182,8 +182,10 @@ struct CallTask {
     /// Legs whose offer was withdrawn, kept until their INVITE transaction ends (487, or a
     /// late 200 that we then hang up).
     cancelled_legs: Vec<AgentLeg>,
-    /// The queue's own prompt playing before the hold music.
+    /// The queue's own prompt (or an announcement) playing over the hold music.
     queue_prompt: Option<u64>,
+    /// Position / wait announcements while queued: what to say, how often, when next.
+    announce: Option<(santral_ivr::model::Announce, Instant)>,
     phase: Phase,
     record: CallRecord,
     queued_at: Option<Instant>,
@@ -368,6 +370,7 @@ async fn run(
         agent_leg: None,
         cancelled_legs: Vec::new(),
         queue_prompt: None,
+        announce: None,
         phase: Phase::Ivr,
         queued_at: None,
         queued_at_ms: None,
@@ -437,6 +440,9 @@ impl CallTask {
                         self.handle_bridge_event(leg, event).await;
                     }
                 },
+                _ = sleep_until_announcement(&self.announce), if self.phase == Phase::Queued && self.announce.is_some() => {
+                    self.announce_position().await;
+                }
                 _ = tokio::time::sleep_until(deadline), if self.ivr_deadline.is_some() => {
                     self.ivr_deadline = None;
                     self.ivr.handle(IvrEvent::TimerFired, Instant::now());
@@ -848,15 +854,17 @@ impl CallTask {
         self.in_acd = true;
         self.queue_outcome_pending = true;
         tracing::info!(%queue, "caller queued");
-        // Hold music while waiting (after any queue prompt the flow plays itself).
-        if let Some(music) = self.ctx.music_on_hold.clone() {
-            let cache = self.ctx.prompts.clone();
-            let codec = self.codec;
-            if let Ok(Ok(music)) =
-                tokio::task::spawn_blocking(move || cache.get(&music, codec)).await
-            {
-                self.media_command(MediaCommand::PlayMusic(music)).await;
-            }
+        let announce = &request.announce;
+        self.announce = (announce.position || announce.wait_time)
+            .then(|| (announce.clone(), Instant::now() + announce.every.0));
+        // The queue's prompt first (it is the flow's, carried in the request), then hold music.
+        self.queue_prompt = if request.prompts.is_empty() {
+            None
+        } else {
+            self.start_playlist(&request.prompts, false).await
+        };
+        if self.queue_prompt.is_none() {
+            self.start_hold_music().await;
         }
         let _ = self
             .ctx
@@ -868,6 +876,63 @@ impl CallTask {
             .await;
         self.save_record();
         self.publish_live().await;
+    }
+
+    /// Tells a waiting caller its place in line and the expected wait, then hold music again.
+    async fn announce_position(&mut self) {
+        let Some((settings, _)) = self.announce.clone() else {
+            return;
+        };
+        self.announce = Some((settings.clone(), Instant::now() + settings.every.0));
+        if self.queue_prompt.is_some() {
+            return; // Something is already being said; try at the next turn.
+        }
+        let (reply, answer) = oneshot::channel();
+        let _ = self
+            .ctx
+            .agents
+            .send(AgentsInput::Position {
+                call: self.acd_id,
+                reply,
+            })
+            .await;
+        let Ok((position, wait)) = answer.await else {
+            return;
+        };
+        let language = self.ivr.language().to_owned();
+        let mut names: Vec<String> = Vec::new();
+        if settings.position
+            && let Some(position) = position
+        {
+            names.push("queue_position".into());
+            names.extend(santral_ivr::speech::number(position as u64, &language));
+        }
+        if settings.wait_time
+            && let Some(wait) = wait
+        {
+            // Whole minutes, rounded up: "about 3 minutes" is what a caller can use.
+            let minutes = wait.as_secs().div_ceil(60).max(1);
+            if let Ok(fragments) = santral_ivr::speech::fragments(
+                santral_ivr::model::SayKind::Duration,
+                &(minutes * 60).to_string(),
+                &language,
+            ) {
+                names.push("queue_wait".into());
+                names.extend(fragments);
+            }
+        }
+        if names.is_empty() {
+            return;
+        }
+        tracing::debug!(?position, ?wait, "queue announcement");
+        let prompts: Vec<PromptRef> = names
+            .into_iter()
+            .map(|name| PromptRef {
+                language: language.clone(),
+                name,
+            })
+            .collect();
+        self.queue_prompt = self.start_playlist(&prompts, false).await;
     }
 
     async fn start_hold_music(&mut self) {
@@ -1445,6 +1510,13 @@ fn sanitize(call_id: &str) -> String {
             }
         })
         .collect()
+}
+
+async fn sleep_until_announcement(announce: &Option<(santral_ivr::model::Announce, Instant)>) {
+    match announce {
+        Some((_, at)) => tokio::time::sleep_until(tokio::time::Instant::from_std(*at)).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn recv_media(media: &mut Option<CallerMedia>) -> Option<MediaEvent> {
