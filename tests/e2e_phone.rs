@@ -493,3 +493,132 @@ fn agent_phone_on_the_alsa_null_device_takes_a_call() {
     );
     assert!(heard_correlation(&heard, 0, heard.len(), &caller_voice) < 0.3);
 }
+
+/// G.711 A-law to linear (ITU-T G.711), for the reference speech in the SIPp pcap.
+fn alaw_to_linear(code: u8) -> i16 {
+    let a = code ^ 0x55;
+    let exponent = (a >> 4) & 0x07;
+    let mantissa = i16::from(a & 0x0f);
+    let magnitude = if exponent == 0 {
+        (mantissa << 4) + 8
+    } else {
+        ((mantissa << 4) + 0x108) << (exponent - 1)
+    };
+    if a & 0x80 != 0 { magnitude } else { -magnitude }
+}
+
+/// The PCMA payloads of every RTP packet in a classic pcap (Ethernet/IPv4/UDP), decoded.
+fn pcap_alaw_speech(path: &Path) -> Vec<i16> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(bytes.len() > 24, "pcap too short");
+    let mut offset = 24;
+    let mut speech = Vec::new();
+    while offset + 16 <= bytes.len() {
+        let captured = u32::from_le_bytes([
+            bytes[offset + 8],
+            bytes[offset + 9],
+            bytes[offset + 10],
+            bytes[offset + 11],
+        ]) as usize;
+        let start = offset + 16;
+        let end = (start + captured).min(bytes.len());
+        let packet = &bytes[start..end];
+        // Ethernet 14 + IPv4 20 + UDP 8 + RTP 12.
+        if packet.len() > 54 && packet[43] & 0x7f == 8 {
+            speech.extend(packet[54..].iter().map(|&c| alaw_to_linear(c)));
+        }
+        offset = end;
+    }
+    speech
+}
+
+/// The SIPp caller: tests/sipp/caller_menu_1.xml dials 1000, presses 1 and speaks
+/// (speech_pcma.pcap, 20 ms PCMA). The agent's santral-phone OUT.wav must hold that speech.
+#[test]
+fn agent_phone_hears_a_sipp_caller_speaking() {
+    let mut server = start_server();
+    let server_addr = format!("127.0.0.1:{}", server.sip);
+    let sipp_dir = repo_root().join("tests/sipp");
+    let reference = pcap_alaw_speech(&sipp_dir.join("speech_pcma.pcap"));
+    assert!(
+        reference.len() > 2 * SAMPLE_RATE as usize,
+        "reference speech too short"
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let agent_in = dir.path().join("agent_in.wav");
+    let agent_out = dir.path().join("agent_out.wav");
+    write_wav(&agent_in, &noise_signal(0x2001, 1.5));
+    let agent_audio = format!("file:{},{}", agent_in.display(), agent_out.display());
+    let mut agent = Phone::start(&[
+        "--server",
+        &server_addr,
+        "--user",
+        "2001",
+        "--password",
+        "secret2001",
+        "--auto-answer",
+        "--audio",
+        &agent_audio,
+    ]);
+    agent.expect_event("registered", Duration::from_secs(10));
+    assert!(
+        server
+            .log
+            .wait(Duration::from_secs(5), |l| l.contains("registered")
+                && l.contains("2001"))
+            .is_some()
+    );
+
+    let mut caller = Command::new("sipp")
+        .current_dir(&sipp_dir)
+        .args(["-sf", "caller_menu_1.xml", "-s", "1000", "-i", "127.0.0.1"])
+        .args(["-p", &free_udp_port().to_string()])
+        .args(["-mp", &free_udp_port().to_string()])
+        .args([
+            "-d",
+            "2000",
+            "-m",
+            "1",
+            "-nostdin",
+            "-timeout",
+            "30",
+            "-timeout_error",
+        ])
+        .arg(&server_addr)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipp is required for this test (Debian: apt-get install sip-tester)");
+    let offered = agent.expect_event("incoming_call", Duration::from_secs(20));
+    assert_eq!(offered["queue"], "billing", "screen-pop: {offered}");
+    agent.expect_event("answered", Duration::from_secs(5));
+    let ended = agent.expect_event("ended", Duration::from_secs(30));
+    assert_eq!(ended["reason"], "remote hangup");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Ok(Some(status)) = caller.try_wait() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = caller.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the SIPp caller failed"
+    );
+    agent.quit();
+
+    let heard = read_wav(&agent_out);
+    let heard_speech = heard_correlation(&heard, 0, heard.len(), &reference);
+    let heard_noise = heard_correlation(&heard, 0, heard.len(), &noise_signal(0xCA11, 1.5));
+    eprintln!("agent←SIPp speech {heard_speech:.3} (control {heard_noise:.3})");
+    assert!(
+        heard_speech > 0.8,
+        "agent OUT.wav does not hold the caller's speech: {heard_speech:.3}"
+    );
+    assert!(heard_noise < 0.3);
+}
