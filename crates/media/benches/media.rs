@@ -101,6 +101,41 @@ fn jitter(c: &mut Criterion) {
     });
 }
 
+/// 30 ms packets (240 bytes): three ticks per two packets, so the cost is given per 20 ms frame
+/// by timing one 60 ms period (two pushes, three pops) and dividing by three.
+fn jitter_30ms(c: &mut Criterion) {
+    let payload = [0x55u8; 240];
+    let mut buffer = JitterBuffer::new(JitterConfig::default());
+    let start = Instant::now();
+    let mut packet = 0u64;
+    let mut period = 0u64;
+    c.bench_function(
+        "jitter buffer 30 ms packets, 60 ms period (÷3 per frame)",
+        |b| {
+            b.iter(|| {
+                let base = start + Duration::from_millis(60 * period);
+                period += 1;
+                let mut frames = 0;
+                for k in 0..3u64 {
+                    let now = base + Duration::from_millis(20 * k);
+                    if k < 2 {
+                        buffer.push(
+                            now,
+                            packet as u16,
+                            (packet * 240) as u32,
+                            0,
+                            black_box(&payload),
+                        );
+                        packet += 1;
+                    }
+                    frames += matches!(buffer.pop(now), Playout::Frame { .. }) as u32;
+                }
+                frames
+            })
+        },
+    );
+}
+
 fn mixer(c: &mut Criterion) {
     let mut mixer = Mixer::new();
     for id in 1..=3 {
@@ -303,6 +338,7 @@ criterion_group!(
     codecs,
     dtmf,
     jitter,
+    jitter_30ms,
     mixer,
     session,
     relay_in_memory,

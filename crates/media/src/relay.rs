@@ -134,11 +134,18 @@ impl RtpRelay {
         let body = &mut out[header_len..];
         let body_len = match (&mut self.transcoder, is_audio) {
             (Some((decoder, encoder)), true) => {
-                let mut frame = [0i16; FRAME_SAMPLES];
-                decoder.decode_frame(payload, &mut frame);
-                let mut encoded = [0u8; MAX_FRAME_BYTES];
-                let len = encoder.encode_frame(&frame, &mut encoded);
-                body[..len].copy_from_slice(&encoded[..len]);
+                // Any packet time: transcode 20 ms at a time (our codecs all carry one byte per
+                // 8 kHz timestamp unit, so the packet keeps its length and timestamps). A
+                // shorter remainder (10 or 30 ms packets) is coded as a padded frame and cut.
+                let mut len = 0;
+                for piece in payload.chunks(MAX_FRAME_BYTES) {
+                    let mut frame = [0i16; FRAME_SAMPLES];
+                    decoder.decode_frame(piece, &mut frame);
+                    let mut encoded = [0u8; MAX_FRAME_BYTES];
+                    let coded = encoder.encode_frame(&frame, &mut encoded).min(piece.len());
+                    body[len..len + coded].copy_from_slice(&encoded[..coded]);
+                    len += coded;
+                }
                 len
             }
             _ => {
@@ -251,5 +258,25 @@ mod tests {
             Err(RelayError::UnknownPayloadType(18))
         );
         assert!(relay.forward(&[0x80, 0], &mut out).is_err());
+    }
+
+    #[test]
+    fn transcoding_keeps_packets_of_any_packet_time_whole() {
+        let mut relay = RtpRelay::new(PCMU, PCMA, 9, 0, 0);
+        let mut out = [0u8; 600];
+        for (sequence, samples) in [(1u16, 240usize), (2, 80), (3, 480)] {
+            let pcm: Vec<i16> = (0..samples)
+                .map(|n| ((n as f64 * 0.3).sin() * 5000.0) as i16)
+                .collect();
+            let ulaw: Vec<u8> = pcm.iter().map(|&s| g711::ulaw_encode(s)).collect();
+            let len = relay
+                .forward(&packet(1, sequence, 0, 0, &ulaw), &mut out)
+                .unwrap_or(0);
+            assert_eq!(len, 12 + samples, "{samples} samples");
+            for (n, &code) in out[12..len].iter().enumerate() {
+                let error = (g711::alaw_decode(code) as i32 - pcm[n] as i32).abs();
+                assert!(error <= 256, "{samples} samples, sample {n}: {error}");
+            }
+        }
     }
 }
