@@ -465,3 +465,50 @@ fn waiting_callers_hear_their_position_and_expected_wait() {
         server.seen
     );
 }
+
+#[test]
+fn an_agent_blind_transfers_the_caller_to_another_queue() {
+    let mut server = Santral::start("");
+    let (billing_port, tech_port) = (free_udp_port(), free_udp_port());
+    register_agent(&server, "2001", billing_port);
+    register_agent(&server, "2003", tech_port);
+    let mut billing = agent_args("agent_transfers.xml", billing_port);
+    billing.extend(["-d".into(), "2000".into()]);
+    let billing = spawn_sipp(&billing);
+    let tech = spawn_sipp(&agent_args("agent_answer.xml", tech_port));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let caller = spawn_sipp(&caller_args("caller_menu_1.xml", &server, 7000));
+    let (ok, out) = wait_sipp(caller, Duration::from_secs(40));
+    assert!(ok, "caller: {out}\nserver: {:#?}", server.seen);
+    let (ok, out) = wait_sipp(billing, Duration::from_secs(10));
+    assert!(ok, "2001 transferred (REFER 202, NOTIFY, BYE): {out}");
+    let (ok, out) = wait_sipp(tech, Duration::from_secs(10));
+    assert!(ok, "2003 answered the transferred call: {out}");
+
+    assert!(server.wait_for_log("call ended", Duration::from_secs(10)));
+    let call = only_call(&server);
+    assert_eq!(call["disposition"], "answered", "{call}");
+    assert_eq!(call["agent"], "2003", "{call}");
+    assert_eq!(call["queue"], "tech", "{call}");
+    assert_eq!(call["variables"]["transferred_from"], "2001", "{call}");
+    assert!(
+        call["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "transferred"),
+        "{call}"
+    );
+    let agents = get_json(&server.url("/api/v1/agents"));
+    let state = |id: &str| {
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == id)
+            .map(|a| a["state"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(state("2001"), "wrap-up", "{agents}");
+}

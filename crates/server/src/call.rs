@@ -94,6 +94,8 @@ pub struct CallContext {
     pub customers: Arc<Mutex<CustomerDirectory>>,
     pub recordings_dir: PathBuf,
     pub recording: crate::config::RecordingConfig,
+    /// Queue names: REFER targets that are queues.
+    pub queues: Vec<String>,
     pub default_language: String,
     pub next_call: AtomicU64,
 }
@@ -496,6 +498,11 @@ impl CallTask {
                 },
                 None => Message::response_to(&request, 481, "Call/Transaction Does Not Exist"),
             };
+            let accepted = response.status() == Some(200);
+            if method == Some(Method::Refer) && accepted {
+                self.refer_from_agent(id, &request).await;
+                return;
+            }
             let _ = self.ctx.sip.respond(id, response).await;
             if method == Some(Method::Bye) {
                 leg.call.remote_bye();
@@ -1127,6 +1134,77 @@ impl CallTask {
             }
             _ => {}
         }
+    }
+
+    /// Blind transfer: the agent REFERs the caller to a queue (`Refer-To: <sip:tech@…>`). The
+    /// caller goes back to waiting (hold music) in that queue, the agent's leg ends and the
+    /// agent goes to wrap-up. Transfers to a single agent are not supported yet (403).
+    async fn refer_from_agent(&mut self, id: TransactionId, request: &Message) {
+        let target = request
+            .header("Refer-To")
+            .and_then(uri_user)
+            .unwrap_or_default()
+            .to_string();
+        let Some(leg) = self.agent_leg.as_mut() else {
+            return;
+        };
+        let Some(dialog) = leg.call.dialog_mut() else {
+            return;
+        };
+        if !self.ctx.queues.contains(&target) {
+            tracing::info!(%target, "REFER to something that is not a queue refused");
+            let refused = dialog.response(request, 403, "Forbidden");
+            let _ = self.ctx.sip.respond(id, refused).await;
+            return;
+        }
+        let accepted = dialog.response(request, 202, "Accepted");
+        let _ = self.ctx.sip.respond(id, accepted).await;
+        let agent = leg.agent.clone();
+        tracing::info!(%agent, queue = %target, "blind transfer to a queue");
+        // The transfer is done from the agent's point of view once the caller is queued.
+        let notify = dialog.notify_refer(200, "OK", true);
+        let hop = dialog.next_hop().unwrap_or(leg.peer.remote);
+        let transport = leg.peer.transport;
+        let _ = self.ctx.sip.send_request(notify, transport, hop).await;
+        if let Some(bye) = leg.call.bye() {
+            let _ = self.ctx.sip.send_request(bye, transport, hop).await;
+        }
+        if let Some(leg) = self.agent_leg.take() {
+            remove_route(&self.ctx, leg.call.call_id());
+        }
+        let _ = self
+            .ctx
+            .agents
+            .send(AgentsInput::CallEnded(self.acd_id))
+            .await;
+        if let Some(answered) = self.answered_at.take() {
+            self.record.talk_ms = Some(answered.elapsed().as_millis() as i64);
+        }
+        self.record.tags.push("transferred".into());
+        self.record
+            .variables
+            .insert("transferred_from".into(), serde_json::Value::String(agent));
+        self.record.agent = None;
+        // The caller's media comes back from the bridge to wait in the new queue.
+        if let Some(end) = self.stop_bridge().await {
+            self.media = Some(start_caller_media(&self.ctx, end.session, end.sockets));
+        }
+        self.acd_id = CallId(self.ctx.next_call.fetch_add(1, Ordering::Relaxed));
+        let request = EnqueueRequest {
+            queue: Some(target),
+            skills: Default::default(),
+            language: self.ivr.language().to_owned(),
+            priority: 0,
+            prompts: Vec::new(),
+            announce: santral_ivr::model::Announce {
+                position: false,
+                wait_time: false,
+                every: santral_ivr::model::FlowDuration(Duration::from_secs(30)),
+            },
+            max_wait: None,
+            exit_digit: None,
+        };
+        self.enqueue(request).await;
     }
 
     /// The agent leg ended without talking (rejected, no answer, cancelled).

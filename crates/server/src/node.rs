@@ -172,6 +172,7 @@ pub async fn run(
         customers: Arc::new(Mutex::new(customers)),
         recordings_dir: config.storage.recordings.clone(),
         recording: config.recording.clone(),
+        queues: config.queues.iter().map(|q| q.name.clone()).collect(),
         default_language: config.prompts.default_language.clone(),
         next_call: AtomicU64::new(1),
     });
