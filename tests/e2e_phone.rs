@@ -100,8 +100,12 @@ impl Drop for Server {
 }
 
 fn start_server() -> Server {
+    start_server_on(free_udp_port(), free_tcp_port())
+}
+
+/// A server on given ports (a restart keeps them), with a fresh data directory.
+fn start_server_on(sip: u16, http: u16) -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (sip, http) = (free_udp_port(), free_tcp_port());
     let data = dir.path().display().to_string();
     let config = dir.path().join("santral.yaml");
     std::fs::write(
@@ -621,4 +625,51 @@ fn agent_phone_hears_a_sipp_caller_speaking() {
         "agent OUT.wav does not hold the caller's speech: {heard_speech:.3}"
     );
     assert!(heard_noise < 0.3);
+}
+
+/// Re-registration after a server restart: the keepalive notices the server is gone, and when a
+/// new server answers on the same address the phone registers again (the new server has no
+/// binding until then).
+#[test]
+fn agent_phone_registers_again_after_a_server_restart() {
+    let server = start_server();
+    let (sip, http) = (server.sip, free_tcp_port());
+    let server_addr = format!("127.0.0.1:{sip}");
+    let mut agent = Phone::start(&[
+        "--server",
+        &server_addr,
+        "--user",
+        "2001",
+        "--password",
+        "secret2001",
+        "--audio",
+        "null",
+        "--keepalive",
+        "1",
+    ]);
+    agent.expect_event("registered", Duration::from_secs(10));
+    drop(server); // killed
+    agent.expect_event("server_unreachable", Duration::from_secs(10));
+    let mut restarted = start_server_on(sip, http);
+    agent.expect_event("server_reachable", Duration::from_secs(10));
+    let registered = |l: &str| l.contains("\"event\":\"registered\"");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while agent.events.seen.iter().filter(|l| registered(l)).count() < 2
+        && Instant::now() < deadline
+    {
+        if let Ok(line) = agent.events.rx.recv_timeout(Duration::from_millis(100)) {
+            agent.events.seen.push(line);
+        }
+    }
+    let registered_again = agent.events.seen.iter().filter(|l| registered(l)).count() == 2;
+    assert!(registered_again, "events: {:#?}", agent.events.seen);
+    assert!(
+        restarted
+            .log
+            .wait(Duration::from_secs(5), |l| l.contains("registered")
+                && l.contains("2001"))
+            .is_some(),
+        "the restarted server has no binding for 2001"
+    );
+    agent.quit();
 }

@@ -98,6 +98,10 @@ pub enum PhoneEvent {
         status: u16,
     },
     Unregistered,
+    /// The server stopped answering keepalives.
+    ServerUnreachable,
+    /// It answers again; the phone registers anew.
+    ServerReachable,
     IncomingCall {
         call_id: String,
         #[serde(flatten)]

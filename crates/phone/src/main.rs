@@ -121,6 +121,8 @@ async fn run(settings: Settings, no_tui: bool) -> anyhow::Result<()> {
         auto_answer: settings.auto_answer,
         crm_url: settings.crm_url.clone(),
         rtp_ports: parse_ports(&settings.rtp_ports)?,
+        keepalive: (settings.keepalive_secs > 0)
+            .then(|| Duration::from_secs(settings.keepalive_secs)),
     };
     let (event_tx, mut events) = mpsc::unbounded_channel();
     let phone = UserAgent::start(config, audio, agent, event_tx.clone()).await?;

@@ -65,6 +65,10 @@ pub struct Cli {
     /// RTP port range, FIRST-LAST.
     #[arg(long)]
     pub rtp_ports: Option<String>,
+    /// Seconds between keepalive OPTIONS to the server (0: none). A server that stops
+    /// answering and comes back (restart, network loss) gets a new REGISTER at once.
+    #[arg(long)]
+    pub keepalive: Option<u64>,
 }
 
 /// The config file: the same settings as the command line.
@@ -87,6 +91,7 @@ pub struct FileSettings {
     pub http_token: Option<String>,
     pub crm_url: Option<String>,
     pub rtp_ports: Option<String>,
+    pub keepalive: Option<u64>,
 }
 
 #[derive(Debug, Error)]
@@ -144,6 +149,7 @@ pub struct Settings {
     pub http_token: Option<String>,
     pub crm_url: Option<String>,
     pub rtp_ports: String,
+    pub keepalive_secs: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -191,6 +197,7 @@ impl Settings {
                 .rtp_ports
                 .or(file.rtp_ports)
                 .unwrap_or_else(|| "30000-39999".into()),
+            keepalive_secs: cli.keepalive.or(file.keepalive).unwrap_or(30),
         }
     }
 }

@@ -47,6 +47,30 @@ pub struct UserAgentConfig {
     pub auto_answer: bool,
     pub crm_url: Option<String>,
     pub rtp_ports: RangeInclusive<u16>,
+    /// OPTIONS to the server this often while registered: a lost server is noticed, and when
+    /// it answers again (restarted, network back) the phone registers at once.
+    pub keepalive: Option<Duration>,
+}
+
+/// Longest wait for a keepalive answer before the server counts as unreachable.
+const KEEPALIVE_ANSWER_WAIT: Duration = Duration::from_secs(4);
+
+/// The OPTIONS keepalive's state: when to send, what is outstanding, whether the server is lost.
+#[derive(Debug)]
+struct Keepalive {
+    interval: Duration,
+    next: Instant,
+    pending: Option<(TransactionId, Instant)>,
+    lost: bool,
+    cseq: u32,
+    call_id: String,
+}
+
+impl Keepalive {
+    fn answer_deadline(&self) -> Option<Instant> {
+        self.pending
+            .map(|(_, sent)| sent + KEEPALIVE_ANSWER_WAIT.min(self.interval))
+    }
 }
 
 impl std::fmt::Debug for UserAgentConfig {
@@ -157,6 +181,7 @@ pub struct UserAgent {
     agent: Option<AgentControl>,
     events: mpsc::UnboundedSender<PhoneEvent>,
     muted: bool,
+    keepalive: Option<Keepalive>,
 }
 
 impl UserAgent {
@@ -206,6 +231,17 @@ impl UserAgent {
             agent,
             events,
             muted: false,
+            keepalive: config
+                .keepalive
+                .filter(|_| config.register)
+                .map(|interval| Keepalive {
+                    interval: interval.max(Duration::from_millis(200)),
+                    next: Instant::now() + interval,
+                    pending: None,
+                    lost: false,
+                    cseq: 0,
+                    call_id: format!("{:016x}@santral-phone", rand::random::<u64>()),
+                }),
             config,
         })
     }
@@ -240,27 +276,10 @@ impl UserAgent {
     /// Runs until `quit` or until the command channel closes.
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         if self.config.register {
-            let server = self.config.server;
-            let host = self.server_host();
-            let registration = RegistrationConfig {
-                registrar_uri: format!("sip:{server}"),
-                aor: format!("sip:{}@{host}", self.config.user),
-                contact: self.contact.clone(),
-                expires: self.config.expires,
-                credentials: Credentials {
-                    username: self.config.user.clone(),
-                    password: self.config.password.clone(),
-                },
-                retry_after: self.config.retry_after,
-            };
-            self.registration = Some(RegistrationTask::new(
-                registration,
-                self.config.transport,
-                server,
-                Instant::now(),
-            ));
+            self.start_registration();
         }
         loop {
+            self.poll_keepalive().await;
             if let Some(registration) = &mut self.registration {
                 let was_idle = !matches!(registration.state(), RegistrationState::Registering);
                 if let Err(error) = registration.poll(&self.sip, Instant::now()).await {
@@ -270,10 +289,17 @@ impl UserAgent {
                     self.emit(PhoneEvent::Registering);
                 }
             }
+            let keepalive_wake = self
+                .keepalive
+                .as_ref()
+                .map(|k| k.answer_deadline().map_or(k.next, |d| d.min(k.next)));
             let wake = self
                 .registration
                 .as_ref()
                 .and_then(|r| r.next_wake())
+                .into_iter()
+                .chain(keepalive_wake)
+                .min()
                 .map(tokio::time::Instant::from_std)
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
@@ -290,6 +316,89 @@ impl UserAgent {
             }
         }
         self.shutdown().await;
+    }
+
+    /// A fresh registration, sent at once (at start, and when a lost server answers again).
+    fn start_registration(&mut self) {
+        let server = self.config.server;
+        let host = self.server_host();
+        let registration = RegistrationConfig {
+            registrar_uri: format!("sip:{server}"),
+            aor: format!("sip:{}@{host}", self.config.user),
+            contact: self.contact.clone(),
+            expires: self.config.expires,
+            credentials: Credentials {
+                username: self.config.user.clone(),
+                password: self.config.password.clone(),
+            },
+            retry_after: self.config.retry_after,
+        };
+        self.registration = Some(RegistrationTask::new(
+            registration,
+            self.config.transport,
+            server,
+            Instant::now(),
+        ));
+    }
+
+    /// Sends the keepalive OPTIONS when due; an answer overdue means the server is lost.
+    async fn poll_keepalive(&mut self) {
+        let now = Instant::now();
+        let Some(keepalive) = &mut self.keepalive else {
+            return;
+        };
+        if keepalive.answer_deadline().is_some_and(|d| d <= now) {
+            keepalive.pending = None;
+            if !keepalive.lost {
+                keepalive.lost = true;
+                warn!(server = %self.config.server, "server not answering");
+                let _ = self.events.send(PhoneEvent::ServerUnreachable);
+            }
+        }
+        if keepalive.pending.is_some() || keepalive.next > now {
+            return;
+        }
+        keepalive.next = now + keepalive.interval;
+        keepalive.cseq += 1;
+        let server = self.config.server;
+        let mut options = Message::request(Method::Options, format!("sip:{server}"));
+        options.push_header(
+            "From",
+            format!(
+                "<sip:{}@{}>;tag=ka{}",
+                self.config.user, self.local_ip, keepalive.cseq
+            ),
+        );
+        options.push_header("To", format!("<sip:{server}>"));
+        options.push_header("Call-ID", keepalive.call_id.clone());
+        options.push_header("CSeq", format!("{} OPTIONS", keepalive.cseq));
+        match self
+            .sip
+            .send_request(options, self.config.transport, server)
+            .await
+        {
+            Ok(id) => keepalive.pending = Some((id, now)),
+            Err(error) => warn!(%error, "keepalive not sent"),
+        }
+    }
+
+    /// Any answer to the keepalive proves the server is there; after a loss, register again
+    /// (a restarted server has forgotten us).
+    fn keepalive_answered(&mut self, id: TransactionId) -> bool {
+        let Some(keepalive) = &mut self.keepalive else {
+            return false;
+        };
+        if keepalive.pending.map(|(pending, _)| pending) != Some(id) {
+            return false;
+        }
+        keepalive.pending = None;
+        if keepalive.lost {
+            keepalive.lost = false;
+            info!(server = %self.config.server, "server answering again: registering");
+            let _ = self.events.send(PhoneEvent::ServerReachable);
+            self.start_registration();
+        }
+        true
     }
 
     async fn shutdown(&mut self) {
@@ -348,7 +457,12 @@ impl UserAgent {
         }
         match event {
             Event::Request { id, request, .. } => self.handle_request(id, request).await,
-            Event::Response { id, response } => self.handle_response(id, response).await,
+            Event::Response { id, response } => {
+                if response.status().unwrap_or(0) >= 200 && self.keepalive_answered(id) {
+                    return;
+                }
+                self.handle_response(id, response).await
+            }
             Event::Cancelled { id } => {
                 let ours = matches!(&self.call, Some(Call { leg: Leg::Incoming { invite_id, .. }, .. }) if *invite_id == id);
                 if ours {
