@@ -55,8 +55,8 @@
 //!   shows it sends RFC 4733, then stands down so gateways that send both are not doubled.
 //! - The far end may change SSRC at any time ([`MediaEvent::RemoteSsrcChanged`]); packets are
 //!   sent to where they really come from ([`MediaEvent::RemoteAddressChanged`]).
-//! - RFC 4733 and RFC 3389 comfort-noise packets count in the stream's numbering: they play as
-//!   silence and are not reported as loss.
+//! - RFC 4733 and RFC 3389 comfort-noise packets count in the stream's numbering: the audio
+//!   period they stand for plays as silence and is not reported as loss.
 //! - Every input (SDP, RTP, RTCP, audio files) is parsed into typed values or refused with an
 //!   error; nothing from outside can panic the engine (property tests feed it garbage).
 //!
@@ -70,7 +70,7 @@
 //! | [`pacer`] | drift-free 20 ms schedule and the shared [`pacer::Pacer`] task |
 //! | [`port`] | [`port::PortAllocator`] over a range; leases return on drop |
 //! | [`codec`], [`g711`], [`g722`] | codecs (G.711 table-driven; G.722 bit-exact with libg722), per-leg encoder/decoder state, transcoding through 8 kHz frames |
-//! | [`jitter`], [`concealment`] | adaptive jitter buffer (reorder, late/duplicate drop, grow/shrink) and G.711-style PLC |
+//! | [`jitter`], [`concealment`] | adaptive jitter buffer on a 10 ms timestamp grid (10–60 ms packets, reorder, late/duplicate drop, grow/shrink) and G.711-style PLC (whole and half frames) |
 //! | [`telephone_event`], [`dtmf_detector`] | RFC 4733 receive/send; Goertzel in-band detection (Q.24 timing, twist, SNR) |
 //! | [`tone`] | ringback/busy (Europe/Turkey 425 Hz, North America 440+480 / 480+620), beep, comfort noise |
 //! | [`prompt`] | symphonia decode (WAV, MP3, OGG/Vorbis, FLAC), downmix, rubato resample, [`prompt::PromptCache`], [`prompt::Playlist`]; errors name the file |
@@ -83,6 +83,18 @@
 //! Audio moves inside the engine as [`codec::Frame`]: 160 samples, 20 ms at 8 kHz. G.722 legs
 //! convert at their edge; G.722 prompts are cached from a 16 kHz rendering. All three codecs use
 //! an 8000 Hz RTP clock (160 units per frame).
+//!
+//! ## Packet time
+//!
+//! We send 20 ms packets (`a=ptime:20`) and receive any multiple of 10 ms up to 60 ms
+//! (`a=maxptime:60`), mixed within a stream: the jitter buffer places received audio by RTP
+//! timestamp on a 10 ms grid and plays it out as 20 ms frames (a 30 ms packet fills one and a
+//! half frames, two 10 ms packets one), so reordering, loss concealment (including half-frame
+//! losses), RFC 4733 events and the adaptive delay work for every packet time. The delay target
+//! includes the packet time (a 60 ms packet has to be waited for whole); the offer's `a=ptime`
+//! ([`sdp::NegotiatedMedia::remote_ptime_ms`]) sizes it before the first packet. RTCP loss is
+//! counted by sequence number, so one lost 60 ms packet is one lost packet. The relay keeps
+//! packets whole (transcoding 20 ms at a time).
 //!
 //! ## Blocking work
 //!

@@ -162,3 +162,64 @@ fn media_hot_paths_do_not_allocate() {
         "allocations while sending and receiving a digit"
     );
 }
+
+/// Packets of 10, 30 and 60 ms (mixed, one lost) into a session and through a transcoding relay.
+#[test]
+fn receiving_any_packet_time_does_not_allocate() {
+    let start = Instant::now();
+    let mut session = MediaSession::new(config(3, "127.0.0.1:7004"), start);
+    let from: SocketAddr = "127.0.0.1:7004".parse().unwrap_or_else(|e| panic!("{e}"));
+    let mut relay = RtpRelay::new(
+        LegFormat {
+            codec: Codec::Pcmu,
+            payload_type: 0,
+            telephone_event_payload_type: None,
+        },
+        LegFormat {
+            codec: Codec::Pcma,
+            payload_type: 8,
+            telephone_event_payload_type: None,
+        },
+        9,
+        0,
+        0,
+    );
+    let mut relay_out = [0u8; 600];
+    let mut packet = [0u8; 12 + 480];
+    packet[0] = 0x80;
+    packet[8..12].copy_from_slice(&0x77u32.to_be_bytes());
+    for (n, byte) in packet[12..].iter_mut().enumerate() {
+        *byte = (n as u8).wrapping_mul(37) | 0x40;
+    }
+    let durations_ms = [10u64, 30, 60, 30, 10, 20];
+    let mut sequence = 0u16;
+    let mut sent_ms = 0u64;
+    let mut next_tick_ms = 0u64;
+    let mut run = |packets: usize| {
+        for k in 0..packets {
+            let duration = durations_ms[k % durations_ms.len()];
+            sent_ms += duration;
+            while next_tick_ms < sent_ms {
+                let _ = session.tick(start + Duration::from_millis(next_tick_ms));
+                next_tick_ms += 20;
+            }
+            packet[2..4].copy_from_slice(&sequence.to_be_bytes());
+            let timestamp = ((sent_ms - duration) * 8) as u32;
+            packet[4..8].copy_from_slice(&timestamp.to_be_bytes());
+            sequence = sequence.wrapping_add(1);
+            let length = 12 + duration as usize * 8;
+            if k % 17 != 5 {
+                let now = start + Duration::from_millis(sent_ms);
+                let _ = session.handle_rtp(now, from, &packet[..length]);
+                let _ = relay.forward(&packet[..length], &mut relay_out);
+            }
+            while session.poll_event().is_some() {}
+        }
+    };
+    run(60);
+    let ((), allocations) = counted(|| run(300));
+    assert_eq!(allocations, 0, "allocations receiving 10–60 ms packets");
+    let stats = session.jitter_stats();
+    assert!(stats.accepted > 300, "{stats:?}");
+    assert!(session.received_audio());
+}
