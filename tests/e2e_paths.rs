@@ -512,3 +512,31 @@ fn an_agent_blind_transfers_the_caller_to_another_queue() {
     };
     assert_eq!(state("2001"), "wrap-up", "{agents}");
 }
+
+#[test]
+fn a_caller_who_leaves_the_queue_records_a_voicemail() {
+    let mut server = Santral::start("");
+    let caller = spawn_sipp(&caller_args("caller_voicemail.xml", &server, 0));
+    let (ok, out) = wait_sipp(caller, Duration::from_secs(60));
+    assert!(ok, "caller: {out}\nserver: {:#?}", server.seen);
+    assert!(server.wait_for_log("call ended", Duration::from_secs(10)));
+    let call = only_call(&server);
+    assert_eq!(call["disposition"], "voicemail", "{call}");
+    assert_eq!(call["queue"], "billing", "{call}");
+    let recording = call["recording"]
+        .as_str()
+        .expect("voicemail file")
+        .to_owned();
+    assert!(recording.ends_with("-voicemail.wav"), "{call}");
+    let wav = reqwest::blocking::get(server.url(&format!(
+        "/api/v1/recordings/{}",
+        call["call_id"].as_str().unwrap()
+    )))
+    .unwrap()
+    .bytes()
+    .unwrap();
+    let reader = hound::WavReader::new(std::io::Cursor::new(wav.to_vec())).expect("valid WAV");
+    assert_eq!(reader.spec().channels, 1);
+    let seconds = reader.duration() as f64 / f64::from(reader.spec().sample_rate);
+    assert!((2.0..12.0).contains(&seconds), "{seconds} s recorded");
+}

@@ -17,7 +17,7 @@ use santral_ivr::customers::CustomerDirectory;
 use santral_ivr::interpreter::{
     Command, EnqueueRequest, LookupOutcome, PromptRef, QueueOutcome, RecordField,
 };
-use santral_ivr::model::LookupAction;
+use santral_ivr::model::{LookupAction, RecordPurpose};
 use santral_ivr::{CallInfo, Event as IvrEvent, FlowStore};
 use santral_media::driver::BridgeLeg;
 use santral_media::sdp::{LocalMedia, accept_answer, answer_offer, create_offer};
@@ -186,6 +186,11 @@ struct CallTask {
     cancelled_legs: Vec<AgentLeg>,
     /// The queue's own prompt (or an announcement) playing over the hold music.
     queue_prompt: Option<u64>,
+    /// A message being recorded (voicemail): its path under the recordings directory, the
+    /// writer task and why it is recorded.
+    message: Option<(String, JoinHandle<Option<PathBuf>>, RecordPurpose)>,
+    /// The caller left a voicemail.
+    left_voicemail: bool,
     /// Position / wait announcements while queued: what to say, how often, when next.
     announce: Option<(santral_ivr::model::Announce, Instant)>,
     phase: Phase,
@@ -345,7 +350,7 @@ async fn run(
         Instant::now(),
     );
     let codec = session.codec();
-    let media = start_caller_media(&ctx, session, sockets);
+    let media = start_caller_media(&ctx, session, sockets, None);
     let acd_id = CallId(ctx.next_call.fetch_add(1, Ordering::Relaxed));
     let mut task = CallTask {
         record: CallRecord {
@@ -372,6 +377,8 @@ async fn run(
         agent_leg: None,
         cancelled_legs: Vec::new(),
         queue_prompt: None,
+        message: None,
+        left_voicemail: false,
         announce: None,
         phase: Phase::Ivr,
         queued_at: None,
@@ -396,6 +403,7 @@ fn start_caller_media(
     ctx: &CallContext,
     session: MediaSession,
     sockets: RtpSockets,
+    tap: Option<mpsc::Sender<TickAudio>>,
 ) -> CallerMedia {
     let (commands, command_rx) = mpsc::channel(64);
     let (event_tx, events) = mpsc::channel(64);
@@ -406,7 +414,7 @@ fn start_caller_media(
             ctx.pacer.subscribe(),
             command_rx,
             event_tx,
-            None,
+            tap,
         )
         .in_current_span(),
     );
@@ -687,14 +695,10 @@ impl CallTask {
                         Instant::now(),
                     );
                 }
-                Command::Record { .. } => {
-                    tracing::warn!("recording a message is not supported yet");
-                    self.ivr.handle(
-                        IvrEvent::RecordingFinished { id: String::new() },
-                        Instant::now(),
-                    );
+                Command::Record { purpose, beep, .. } => {
+                    self.start_message(purpose, beep).await;
                 }
-                Command::StopRecording => {}
+                Command::StopRecording => self.stop_message().await,
                 Command::Http(request) => {
                     tracing::warn!("HTTP steps are not supported yet");
                     self.ivr.handle(
@@ -775,7 +779,12 @@ impl CallTask {
                     .insert(name, serde_json::Value::String(value));
             }
             RecordField::Language(language) => self.record.language = Some(language),
-            RecordField::Recording { id, .. } => self.record.recording = Some(id),
+            RecordField::Recording { id, purpose } => {
+                if purpose == RecordPurpose::Voicemail {
+                    self.left_voicemail = true;
+                }
+                self.record.recording = Some(id);
+            }
             RecordField::Queue(queue) => self.record.queue = Some(queue),
             RecordField::Agent(agent) => self.record.agent = Some(agent),
         }
@@ -883,6 +892,58 @@ impl CallTask {
             .await;
         self.save_record();
         self.publish_live().await;
+    }
+
+    /// Records what the caller says (a voicemail) until the flow stops it: the caller's media
+    /// restarts with an audio tap feeding a WAV writer.
+    async fn start_message(&mut self, purpose: RecordPurpose, beep: bool) {
+        if beep {
+            self.media_command(MediaCommand::PlayTone(santral_media::ToneKind::Beep))
+                .await;
+        }
+        let suffix = match purpose {
+            RecordPurpose::Voicemail => "-voicemail",
+            RecordPurpose::Recording => "-message",
+        };
+        let relative = self.recording_relative(suffix);
+        let (tap_tx, tap_rx) = mpsc::channel::<TickAudio>(256);
+        let Some(writer) = self.spawn_writer(tap_rx, &relative, RecordingLayout::Mono) else {
+            self.ivr.handle(
+                IvrEvent::RecordingFinished { id: String::new() },
+                Instant::now(),
+            );
+            return;
+        };
+        tracing::info!(?purpose, "recording the caller");
+        self.restart_caller_media(Some(tap_tx)).await;
+        self.message = Some((relative.display().to_string(), writer, purpose));
+    }
+
+    /// Ends the message: the media restarts without the tap, which closes the writer.
+    async fn stop_message(&mut self) {
+        let Some((relative, writer, _)) = self.message.take() else {
+            return;
+        };
+        self.restart_caller_media(None).await;
+        let written = writer.await.ok().flatten();
+        let id = if written.is_some() {
+            relative
+        } else {
+            String::new()
+        };
+        self.ivr
+            .handle(IvrEvent::RecordingFinished { id }, Instant::now());
+    }
+
+    /// Hands the caller's session to a new driver (with or without an audio tap).
+    async fn restart_caller_media(&mut self, tap: Option<mpsc::Sender<TickAudio>>) {
+        let Some(media) = self.media.take() else {
+            return;
+        };
+        let _ = media.commands.send(MediaCommand::Detach).await;
+        if let Ok(end) = media.driver.await {
+            self.media = Some(start_caller_media(&self.ctx, end.session, end.sockets, tap));
+        }
     }
 
     /// Tells a waiting caller its place in line and the expected wait, then hold music again.
@@ -1187,7 +1248,12 @@ impl CallTask {
         self.record.agent = None;
         // The caller's media comes back from the bridge to wait in the new queue.
         if let Some(end) = self.stop_bridge().await {
-            self.media = Some(start_caller_media(&self.ctx, end.session, end.sockets));
+            self.media = Some(start_caller_media(
+                &self.ctx,
+                end.session,
+                end.sockets,
+                None,
+            ));
         }
         self.acd_id = CallId(self.ctx.next_call.fetch_add(1, Ordering::Relaxed));
         let request = EnqueueRequest {
@@ -1294,31 +1360,48 @@ impl CallTask {
     /// Writes the bridged audio (caller left, agent right) as it comes, off the media path.
     fn start_recorder(
         &mut self,
-        mut tap: mpsc::Receiver<TickAudio>,
+        tap: mpsc::Receiver<TickAudio>,
     ) -> Option<JoinHandle<Option<PathBuf>>> {
+        let relative = self.recording_relative("");
+        let handle = self.spawn_writer(tap, &relative, RecordingLayout::Stereo)?;
+        self.record.recording = Some(relative.display().to_string());
+        Some(handle)
+    }
+
+    /// `YYYY/MM/DD/<call-id><suffix>.wav` under the recordings directory.
+    fn recording_relative(&self, suffix: &str) -> PathBuf {
         let date = jiff::Zoned::now();
-        let relative = PathBuf::from(format!(
-            "{:04}/{:02}/{:02}/{}.wav",
+        PathBuf::from(format!(
+            "{:04}/{:02}/{:02}/{}{suffix}.wav",
             date.year(),
             date.month(),
             date.day(),
             sanitize(&self.call_id)
-        ));
-        let path = self.ctx.recordings_dir.join(&relative);
+        ))
+    }
+
+    /// Writes tapped audio to a WAV file as it comes, off the media path; the task ends (and
+    /// finishes the file) when the tap closes.
+    fn spawn_writer(
+        &self,
+        mut tap: mpsc::Receiver<TickAudio>,
+        relative: &std::path::Path,
+        layout: RecordingLayout,
+    ) -> Option<JoinHandle<Option<PathBuf>>> {
+        let path = self.ctx.recordings_dir.join(relative);
         if let Some(parent) = path.parent()
             && let Err(err) = std::fs::create_dir_all(parent)
         {
             tracing::error!(%err, dir = %parent.display(), "recording directory cannot be created");
             return None;
         }
-        let mut recorder = match CallRecorder::create(&path, RecordingLayout::Stereo) {
+        let mut recorder = match CallRecorder::create(&path, layout) {
             Ok(recorder) => recorder,
             Err(err) => {
                 tracing::error!(%err, "recording cannot start");
                 return None;
             }
         };
-        self.record.recording = Some(relative.display().to_string());
         Some(tokio::task::spawn_blocking(move || {
             while let Some(audio) = tap.blocking_recv() {
                 if let Err(err) = recorder.write(&audio.received, &audio.sent) {
@@ -1375,7 +1458,12 @@ impl CallTask {
         }
         // The flow goes on (e.g. a survey): the caller's media comes back to the IVR.
         if let Some(end) = caller_end {
-            self.media = Some(start_caller_media(&self.ctx, end.session, end.sockets));
+            self.media = Some(start_caller_media(
+                &self.ctx,
+                end.session,
+                end.sockets,
+                None,
+            ));
             self.phase = Phase::Ivr;
         }
         self.run_commands().await;
@@ -1480,6 +1568,15 @@ impl CallTask {
 
     async fn finish(&mut self) {
         self.end_call().await;
+        // A message cut short by a hang-up is kept: the writer finishes when the media stops.
+        if let Some((relative, writer, purpose)) = self.message.take()
+            && writer.await.ok().flatten().is_some()
+        {
+            if purpose == RecordPurpose::Voicemail {
+                self.left_voicemail = true;
+            }
+            self.record.recording = Some(relative);
+        }
         if self.in_acd {
             let _ = self
                 .ctx
@@ -1528,13 +1625,13 @@ impl CallTask {
     fn disposition(&self) -> Disposition {
         if self.record.agent.is_some() && self.answered_at.is_some() {
             Disposition::Answered
+        } else if self.left_voicemail {
+            Disposition::Voicemail
         } else if self.queued_at.is_some()
             && self.hangup_by == Some("caller")
             && self.queue_outcome_pending
         {
             Disposition::Abandoned
-        } else if self.record.tags.iter().any(|t| t == "voicemail") {
-            Disposition::Voicemail
         } else if self.queued_at.is_some() {
             Disposition::NoAgent
         } else {
