@@ -35,6 +35,8 @@ const CHUNK_BYTES: usize = MAX_FRAME_BYTES / 2;
 const CHUNKS: usize = 128;
 /// A sequence number this far from the last one is a jump, whatever its timestamp.
 const SEQUENCE_WINDOW: u16 = 100;
+/// Packets in a row after their play-out time that show the sender's clock is behind ours.
+const LATE_PACKETS_BEFORE_RESYNC: u32 = 4;
 /// Frames of calm (no growth) before the buffer may shrink by one frame.
 const CALM_FRAMES_BEFORE_SHRINK: u32 = 50;
 
@@ -196,6 +198,8 @@ pub struct JitterBuffer {
     /// The last pop waited for a missing frame: wait at most once per gap, since a frame that
     /// does not come is more likely lost than late.
     stretched: bool,
+    /// Consecutive packets that came after their play-out time.
+    late_in_row: u32,
     stats: JitterStats,
 }
 
@@ -245,6 +249,7 @@ impl JitterBuffer {
             calm_frames: 0,
             probation: None,
             stretched: false,
+            late_in_row: 0,
             stats: JitterStats::default(),
         };
         buffer.target_depth = buffer.wanted_depth();
@@ -275,6 +280,7 @@ impl JitterBuffer {
         self.highest_timestamp = None;
         self.last_sequence = None;
         self.paused = false;
+        self.late_in_row = 0;
         self.previous_transit = None;
         self.calm_frames = 0;
     }
@@ -342,12 +348,21 @@ impl JitterBuffer {
             (None, Some(end)) => start.abs_diff(end) >= CHUNKS as u64,
             (None, None) => false,
         };
+        let late = self.next_play.is_some_and(|next| start + count <= next);
+        // Behind the play-out point for good: a sender whose clock stood still while it paused
+        // for an event (we played that pause in real time), or one that stepped back.
+        let behind = late
+            && !sequence_far
+            && ((follows && self.paused) || self.late_in_row + 1 >= LATE_PACKETS_BEFORE_RESYNC);
         let mut outcome = PushOutcome::Accepted;
-        if sequence_far || timestamp_far {
+        if sequence_far || timestamp_far || behind {
             // A jump: believe it when the packet is the next in sequence (a long silence), or
             // when the next packet follows it (RFC 3550 A.1 style probation), so one stray
             // packet cannot flush the buffer.
-            if (follows && !sequence_far) || self.probation == Some(sequence.wrapping_sub(1)) {
+            if (follows && !sequence_far)
+                || behind
+                || self.probation == Some(sequence.wrapping_sub(1))
+            {
                 self.probation = None;
                 self.reset();
                 self.stats.resynchronised += 1;
@@ -364,11 +379,13 @@ impl JitterBuffer {
         if let Some(next) = self.next_play
             && end <= next
         {
+            self.late_in_row += 1;
             self.stats.late += 1;
             // A late packet means our delay was too short: grow now.
             self.grow();
             return PushOutcome::Late;
         }
+        self.late_in_row = 0;
         let first_playable = self.next_play.unwrap_or(0);
 
         let mut stored = 0;
@@ -888,6 +905,153 @@ mod tests {
         );
     }
 
+    /// A packet of `chunks` 10 ms chunks starting at chunk `first`: every byte of a chunk holds
+    /// its chunk number (mod 256), so play-out can be checked byte for byte.
+    fn chunked(first: u32, chunks: u32) -> Vec<u8> {
+        (first..first + chunks)
+            .flat_map(|c| std::iter::repeat_n(c as u8, CHUNK_BYTES))
+            .collect()
+    }
+
+    /// Pops every 20 ms while pushing packets of the given durations (in chunks) sent in real
+    /// time; returns per tick the two halves' chunk numbers (None = not audio).
+    fn run_stream(
+        buffer: &mut JitterBuffer,
+        durations: &[u32],
+        drop: impl Fn(usize) -> bool,
+    ) -> Vec<Option<[Option<u8>; 2]>> {
+        let start = Instant::now();
+        let mut out = Vec::new();
+        let mut first = 0u32;
+        let mut tick_ms = 0u64;
+        for (k, &chunks) in durations.iter().enumerate() {
+            let arrival_ms = 10 * (first + chunks) as u64;
+            while tick_ms < arrival_ms {
+                out.push(pop_chunks(buffer, start + Duration::from_millis(tick_ms)));
+                tick_ms += 20;
+            }
+            if !drop(k) {
+                let now = start + Duration::from_millis(arrival_ms);
+                let outcome = buffer.push(now, k as u16, 80 * first, 0, &chunked(first, chunks));
+                assert_eq!(outcome, PushOutcome::Accepted, "packet {k}");
+            }
+            first += chunks;
+        }
+        out
+    }
+
+    fn pop_chunks(buffer: &mut JitterBuffer, now: Instant) -> Option<[Option<u8>; 2]> {
+        match buffer.pop(now) {
+            Playout::Frame {
+                payload, halves, ..
+            } => {
+                let half = |h: usize| {
+                    (halves[h] == Half::Audio).then(|| {
+                        let bytes = &payload[h * CHUNK_BYTES..(h + 1) * CHUNK_BYTES];
+                        assert!(bytes.iter().all(|b| *b == bytes[0]), "one chunk per half");
+                        bytes[0]
+                    })
+                };
+                Some([half(0), half(1)])
+            }
+            Playout::Lost | Playout::Silence => Some([None, None]),
+            Playout::Buffering => None,
+        }
+    }
+
+    fn played_chunks(out: &[Option<[Option<u8>; 2]>]) -> Vec<Option<u8>> {
+        out.iter().flatten().flat_map(|halves| *halves).collect()
+    }
+
+    #[test]
+    fn thirty_sixty_and_ten_ms_packets_play_every_chunk_in_order() {
+        for durations in [
+            vec![3u32; 40],
+            vec![6; 20],
+            vec![1; 120],
+            vec![1, 3, 6, 2, 4, 5],
+        ] {
+            let mut buffer = JitterBuffer::new(JitterConfig::default());
+            let out = run_stream(&mut buffer, &durations, |_| false);
+            let played = played_chunks(&out);
+            let total: u32 = durations.iter().sum();
+            let expected: Vec<Option<u8>> = (0..total).map(|c| Some(c as u8)).collect();
+            assert!(
+                played.len() + 12 >= expected.len(),
+                "{durations:?}: {played:?}"
+            );
+            assert_eq!(played[..], expected[..played.len()], "{durations:?}");
+            assert_eq!(buffer.stats().lost, 0, "{durations:?}");
+        }
+    }
+
+    #[test]
+    fn sixty_ms_packets_get_a_delay_that_covers_a_packet() {
+        let mut buffer = JitterBuffer::new(JitterConfig::default());
+        let _ = run_stream(&mut buffer, &[6; 30], |_| false);
+        assert_eq!(buffer.target_depth(), 4, "one 60 ms packet + one frame");
+        let announced = JitterBuffer::new(JitterConfig {
+            expected_packet_ms: 30,
+            ..JitterConfig::default()
+        });
+        assert_eq!(announced.target_depth(), 3);
+    }
+
+    #[test]
+    fn a_lost_thirty_ms_packet_leaves_one_and_a_half_frames_to_conceal() {
+        let mut buffer = JitterBuffer::new(JitterConfig::default());
+        let out = run_stream(&mut buffer, &[3; 20], |k| k == 7);
+        let played = played_chunks(&out);
+        let missing: Vec<usize> = (0..played.len()).filter(|&i| played[i].is_none()).collect();
+        assert_eq!(missing, vec![21, 22, 23], "{played:?}");
+        let frames: Vec<_> = out.iter().flatten().collect();
+        // Chunks 21..24 straddle frames: one half of frame 10, all of frame 11.
+        assert_eq!(*frames[10], [Some(20), None]);
+        assert_eq!(*frames[11], [None, None]);
+        assert_eq!(buffer.stats().lost, 2);
+    }
+
+    #[test]
+    fn an_event_pause_plays_silence_and_audio_resumes_on_either_kind_of_sender_clock() {
+        for clock_runs in [true, false] {
+            let start = Instant::now();
+            let mut buffer = JitterBuffer::new(JitterConfig::default());
+            let mut timestamp = 0u32;
+            let mut silences = 0;
+            let mut frames_at_end = 0;
+            for tick in 0..60u64 {
+                let sequence = tick as u16;
+                let now = start + Duration::from_millis(20 * tick);
+                if (10..20).contains(&tick) {
+                    // Key pressed: events in the audio's sequence space, no audio.
+                    assert_eq!(buffer.push_untimed(sequence, 101), PushOutcome::Accepted);
+                    if clock_runs {
+                        timestamp += 160;
+                    }
+                } else {
+                    let payload = chunked(timestamp / 80, 2);
+                    buffer.push(now, sequence, timestamp, 0, &payload);
+                    timestamp += 160;
+                }
+                match buffer.pop(now) {
+                    Playout::Silence => silences += 1,
+                    Playout::Frame { .. } if tick >= 40 => frames_at_end += 1,
+                    _ => {}
+                }
+            }
+            let stats = buffer.stats();
+            assert_eq!(stats.lost, 0, "clock runs: {clock_runs}: {stats:?}");
+            assert!(
+                silences >= 9,
+                "clock runs: {clock_runs}: {silences} silent frames"
+            );
+            assert_eq!(frames_at_end, 20, "clock runs: {clock_runs}: {stats:?}");
+            // A clock that stood still puts the resumed audio behind the play-out point: the
+            // buffer restarts on it instead of dropping it as late for ever.
+            assert_eq!(stats.resynchronised, u64::from(!clock_runs), "{stats:?}");
+        }
+    }
+
     proptest::proptest! {
         /// Whatever the network does (reorder, duplicate, drop, jump), play-out is strictly
         /// increasing, never repeats a packet, never plays a packet not sent, and never panics.
@@ -924,6 +1088,48 @@ mod tests {
                 }
             }
             check_monotonic(&played)?;
+        }
+    }
+
+    proptest::proptest! {
+        /// Mixed packet times with jitter, reordering and loss: audio chunks come out in
+        /// timestamp order, each at most once, and nothing panics.
+        #[test]
+        fn mixed_packet_times_play_in_order(
+            packets in proptest::collection::vec((1u32..=6, 0u64..8, proptest::bool::weighted(0.1)), 1..200),
+        ) {
+            let start = Instant::now();
+            let mut buffer = JitterBuffer::new(JitterConfig::default());
+            let mut arrivals = Vec::new();
+            let mut first = 0u32;
+            for (k, (chunks, delay, lost)) in packets.iter().enumerate() {
+                if !lost {
+                    let at = 10 * (first + chunks) as u64 + 10 * delay;
+                    arrivals.push((at, k as u16, first, *chunks));
+                }
+                first += chunks;
+            }
+            arrivals.sort();
+            let last = arrivals.last().map_or(0, |a| a.0);
+            let mut next = 0;
+            let mut played: Vec<u8> = Vec::new();
+            let mut tick = 0u64;
+            while tick <= last + 200 {
+                while next < arrivals.len() && arrivals[next].0 <= tick {
+                    let (at, sequence, first, chunks) = arrivals[next];
+                    let _ = buffer.push(start + Duration::from_millis(at), sequence, 80 * first, 0, &chunked(first, chunks));
+                    next += 1;
+                }
+                if let Some(halves) = pop_chunks(&mut buffer, start + Duration::from_millis(tick)) {
+                    played.extend(halves.iter().flatten());
+                }
+                tick += 20;
+            }
+            proptest::prop_assert_eq!(buffer.stats().resynchronised, 0);
+            for pair in played.windows(2) {
+                let step = pair[1].wrapping_sub(pair[0]);
+                proptest::prop_assert!(step != 0 && step < 128, "{:?}", pair);
+            }
         }
     }
 
