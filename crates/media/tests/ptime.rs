@@ -396,6 +396,92 @@ fn sipp_g711a_capture_replays_as_the_audio_it_carries() {
     assert_eq!(receiver.quality().packets_lost, 0);
 }
 
+/// The same capture sent for real: a UDP socket on 127.0.0.1 plays its first 100 packets at
+/// their 30 ms pace to a session run by the driver and the shared 20 ms pacer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_g711a_capture_over_udp_is_heard_through_the_driver() {
+    use santral_media::driver::{RtpSockets, spawn_session};
+    use santral_media::pacer::Pacer;
+    use santral_media::port::PortAllocator;
+
+    let path = "/usr/share/sip-tester/g711a.pcap";
+    let capture = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let packets: Vec<Vec<u8>> = parse_pcap_rtp(&capture)
+        .into_iter()
+        .take(100)
+        .map(|(_, rtp)| rtp)
+        .collect();
+    let localhost = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    let ports = PortAllocator::new(43000..=43999).unwrap_or_else(|e| panic!("{e}"));
+    let sockets = RtpSockets::bind(localhost, &ports)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let port = sockets.rtp_port();
+    let sender = tokio::net::UdpSocket::bind((localhost, 0))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut receiver = session(Codec::Pcma, Instant::now());
+    receiver.renegotiate(&santral_media::sdp::NegotiatedMedia {
+        codec: Codec::Pcma,
+        payload_type: 8,
+        telephone_event_payload_type: Some(TELEPHONE_EVENT),
+        remote_rtp: sender.local_addr().unwrap_or_else(|e| panic!("{e}")),
+        remote_rtcp: (localhost, 9).into(),
+        ptime_ms: 20,
+        remote_ptime_ms: Some(30),
+        remote_maxptime_ms: None,
+        direction: Direction::SendRecv,
+    });
+    let pacer = Pacer::spawn();
+    let mut leg = spawn_session(receiver, sockets, &pacer, true);
+    let mut audio = leg
+        .audio
+        .take()
+        .unwrap_or_else(|| panic!("audio tap requested"));
+    let send = async {
+        let mut pace = tokio::time::interval(Duration::from_millis(30));
+        for packet in &packets {
+            pace.tick().await;
+            sender
+                .send_to(packet, (localhost, port))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let mut heard: Vec<i16> = Vec::new();
+    let listen = async {
+        // Bounded: 3 s of packets + drain, at most 250 ticks.
+        for _ in 0..250 {
+            match audio.recv().await {
+                Some(tick) => heard.extend_from_slice(&tick.received),
+                None => break,
+            }
+        }
+    };
+    tokio::select! {
+        _ = send => {}
+        _ = listen => {}
+    }
+    let _ = leg
+        .commands
+        .send(santral_media::driver::MediaCommand::Shutdown)
+        .await;
+    let end = leg.task.await.unwrap_or_else(|e| panic!("{e}"));
+
+    let bytes: Vec<u8> = packets.iter().flat_map(|rtp| rtp[12..].to_vec()).collect();
+    let expected = reference(Codec::Pcma, &bytes);
+    let speech = |pcm: &[i16]| pcm.chunks(FRAME_SAMPLES).filter(|f| rms(f) > 100.0).count();
+    let (sent_speech, heard_speech) = (speech(&expected), speech(&heard));
+    assert!(sent_speech > 50, "{sent_speech} speech frames sent");
+    assert!(
+        heard_speech * 10 >= sent_speech * 9,
+        "{heard_speech} of {sent_speech} speech frames heard"
+    );
+    assert_eq!(end.quality.packets_lost, 0, "{:?}", end.quality);
+    assert!(end.quality.packets_expected >= 100, "{:?}", end.quality);
+}
+
 /// (capture time, RTP datagram) of every UDP packet in a classic little-endian Ethernet pcap:
 /// 24-byte global header, 16-byte record headers, Ethernet 14 + IPv4 20 + UDP 8 bytes.
 fn parse_pcap_rtp(capture: &[u8]) -> Vec<((u32, u32), Vec<u8>)> {
