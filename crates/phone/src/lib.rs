@@ -18,5 +18,6 @@ pub mod command;
 pub mod device;
 pub mod event;
 pub mod resample;
+pub mod screen;
 pub mod settings;
 pub mod user_agent;

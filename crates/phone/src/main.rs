@@ -10,6 +10,7 @@ use santral_phone::agent_control::AgentControl;
 use santral_phone::audio::{AudioMode, AudioPort, FileAudio, NullAudio};
 use santral_phone::command::Command;
 use santral_phone::event::PhoneEvent;
+use santral_phone::screen::PhoneView;
 use santral_phone::settings::{Cli, FileSettings, Settings};
 use santral_phone::user_agent::{UserAgent, UserAgentConfig};
 use santral_sip::TransportKind;
@@ -17,10 +18,16 @@ use tokio::sync::mpsc;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Logs go to stderr; under the full-screen UI only when asked for (RUST_LOG).
+    let default_filter = if cli.no_tui || cli.list_devices {
+        "warn"
+    } else {
+        "off"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -132,12 +139,15 @@ async fn run(settings: Settings, no_tui: bool) -> anyhow::Result<()> {
         contact: phone.contact().to_string(),
         audio: settings.audio.clone(),
     });
-    if !no_tui {
-        eprintln!(
-            "santral-phone: the terminal UI is not built yet; running in line mode (--no-tui)"
-        );
-    }
     let (command_tx, commands) = mpsc::channel(32);
+    if !no_tui {
+        drop(event_tx);
+        let view = PhoneView::new(
+            &settings.user.clone().unwrap_or_default(),
+            &server.to_string(),
+        );
+        return run_terminal(phone, view, events, command_tx, commands).await;
+    }
     // stdin is blocking: read it on its own thread.
     let errors = event_tx.clone();
     std::thread::spawn(move || {
@@ -177,5 +187,58 @@ async fn run(settings: Settings, no_tui: bool) -> anyhow::Result<()> {
     };
     // The user agent owns the (Send, not Sync) audio port: run it on this task, not spawned.
     tokio::join!(phone.run(commands), print);
+    Ok(())
+}
+
+/// The full-screen UI: keys from a reader thread, events from the phone, a redraw at least
+/// every 250 ms (call and state timers).
+async fn run_terminal(
+    phone: UserAgent,
+    mut view: PhoneView,
+    mut events: mpsc::UnboundedReceiver<PhoneEvent>,
+    command_tx: mpsc::Sender<Command>,
+    commands: mpsc::Receiver<Command>,
+) -> anyhow::Result<()> {
+    use ratatui::crossterm::event::{self, Event, KeyEventKind};
+    let mut terminal = ratatui::try_init().context("cannot set up the terminal (try --no-tui)")?;
+    let (key_tx, mut keys) = mpsc::channel(32);
+    std::thread::spawn(move || {
+        while let Ok(event) = event::read() {
+            if let Event::Key(key) = event
+                && key.kind == KeyEventKind::Press
+                && key_tx.blocking_send(key).is_err()
+            {
+                return;
+            }
+        }
+    });
+    let ui = async {
+        let mut redraw = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                event = events.recv() => {
+                    let Some(event) = event else { break };
+                    let stopped = event == PhoneEvent::Stopped;
+                    view.apply(&event, std::time::Instant::now());
+                    if stopped {
+                        break;
+                    }
+                }
+                Some(key) = keys.recv() => {
+                    if let Some(command) = view.handle_key(key) {
+                        let _ = command_tx.send(command).await;
+                    }
+                }
+                _ = redraw.tick() => {}
+            }
+            let now = std::time::Instant::now();
+            if let Err(error) = terminal.draw(|frame| view.render(frame, now)) {
+                tracing::warn!(%error, "cannot draw");
+                let _ = command_tx.send(Command::Quit).await;
+            }
+        }
+    };
+    tokio::join!(phone.run(commands), ui);
+    ratatui::try_restore().context("cannot restore the terminal")?;
     Ok(())
 }
