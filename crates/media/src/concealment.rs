@@ -213,6 +213,60 @@ mod tests {
         assert!(snr > 20.0, "periodic signal is continued (SNR {snr:.1} dB)");
     }
 
+    fn snr_db(truth: &[i16], got: &[i16]) -> f64 {
+        let error: f64 = truth
+            .iter()
+            .zip(got)
+            .map(|(a, b)| ((*a as f64) - (*b as f64)).powi(2))
+            .sum();
+        let energy: f64 = truth.iter().map(|a| (*a as f64).powi(2)).sum();
+        10.0 * (energy / error.max(1.0)).log10()
+    }
+
+    #[test]
+    fn a_lost_second_half_continues_the_real_first_half() {
+        let mut concealer = Concealer::new();
+        for k in 0..5 {
+            let mut frame = voiced(k * FRAME_SAMPLES);
+            concealer.good_frame(&mut frame);
+        }
+        let truth = voiced(5 * FRAME_SAMPLES);
+        let mut frame = truth;
+        frame[80..].fill(0);
+        concealer.repair_half(&mut frame, [true, false]);
+        assert_eq!(frame[..80], truth[..80], "the real half is kept");
+        let snr = snr_db(&truth[80..], &frame[80..]);
+        assert!(
+            snr > 15.0,
+            "concealed half follows the pitch (SNR {snr:.1} dB)"
+        );
+        // The next good frame cross-fades in and the concealer is back to normal.
+        let mut next = voiced(6 * FRAME_SAMPLES);
+        concealer.good_frame(&mut next);
+        assert_eq!(next[CROSSFADE..], voiced(6 * FRAME_SAMPLES)[CROSSFADE..]);
+    }
+
+    #[test]
+    fn a_lost_first_half_is_concealed_and_fades_into_the_real_second_half() {
+        let mut concealer = Concealer::new();
+        for k in 0..5 {
+            let mut frame = voiced(k * FRAME_SAMPLES);
+            concealer.good_frame(&mut frame);
+        }
+        let truth = voiced(5 * FRAME_SAMPLES);
+        let mut frame = truth;
+        frame[..80].fill(0);
+        concealer.repair_half(&mut frame, [false, true]);
+        let snr = snr_db(&truth[..80], &frame[..80]);
+        assert!(
+            snr > 15.0,
+            "concealed half follows the pitch (SNR {snr:.1} dB)"
+        );
+        assert_eq!(frame[80 + CROSSFADE..], truth[80 + CROSSFADE..]);
+        let energy: f64 = frame.iter().map(|s| (*s as f64).powi(2)).sum();
+        assert!(energy > 0.5 * truth.iter().map(|s| (*s as f64).powi(2)).sum::<f64>());
+    }
+
     #[test]
     fn long_loss_fades_to_silence() {
         let mut concealer = Concealer::new();
