@@ -540,3 +540,95 @@ fn a_caller_who_leaves_the_queue_records_a_voicemail() {
     let seconds = reader.duration() as f64 / f64::from(reader.spec().sample_rate);
     assert!((2.0..12.0).contains(&seconds), "{seconds} s recorded");
 }
+
+/// A one-shot CRM stand-in on loopback: answers one HTTP request with `answer` and hands back
+/// the request it got.
+fn crm_stub(answer: &'static str) -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 4096];
+        // Headers, then the body announced by Content-Length.
+        while let Ok(n) = stream.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            request.extend_from_slice(&buffer[..n]);
+            let text = String::from_utf8_lossy(&request);
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                if request.len() >= end + 4 + length {
+                    break;
+                }
+            }
+        }
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+            answer.len()
+        );
+        let _ = stream.write_all(response.as_bytes());
+        let _ = tx.send(String::from_utf8_lossy(&request).to_string());
+    });
+    (port, rx)
+}
+
+#[test]
+fn an_http_step_asks_the_crm_and_routes_a_vip_by_its_answer() {
+    let (crm_port, crm_requests) =
+        crm_stub(r#"{"customer": {"vip": true, "name": "Ayşe Yılmaz"}}"#);
+    // The demo flows, with the CRM example's webhook pointed at the stand-in.
+    let flows = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(support::repo_root().join("ivr-flows")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("127.0.0.1:8090", &format!("127.0.0.1:{crm_port}"));
+            std::fs::write(flows.path().join(path.file_name().unwrap()), text).unwrap();
+        }
+    }
+    let mut server = Santral::start(&format!(
+        "flows:\n  dir: {}\nhotlines:\n  - {{ number: \"1000\", flow: main }}\n  - {{ number: \"1001\", flow: crm-example }}\n",
+        flows.path().display()
+    ));
+    let mut args = caller_args("caller_abandons.xml", &server, 3000);
+    args[3] = "1001".into(); // -s 1001: the hotline running the CRM example
+    let caller = spawn_sipp(&args);
+    let (ok, out) = wait_sipp(caller, Duration::from_secs(30));
+    assert!(ok, "caller: {out}\nserver: {:#?}", server.seen);
+    let request = crm_requests
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the CRM was asked");
+    assert!(request.starts_with("POST /crm/callers"), "{request}");
+    assert!(request.contains(r#""caller":"05321234567""#), "{request}");
+    assert!(request.contains(r#""dialled":"1001""#), "{request}");
+
+    assert!(server.wait_for_log("call ended", Duration::from_secs(10)));
+    let call = only_call(&server);
+    // The CRM said VIP: straight to billing, no menu.
+    assert_eq!(call["queue"], "billing", "{call}");
+    let path: Vec<&str> = call["ivr_path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.as_str())
+        .collect();
+    assert!(path.contains(&"crm-example.vip_billing"), "{path:?}");
+    assert!(!path.iter().any(|s| s.starts_with("main.")), "{path:?}");
+}

@@ -65,6 +65,11 @@ pub enum CallInput {
     Left { reason: LeaveReason },
     /// The node is shutting down and the drain time is over: hang up both legs now.
     Shutdown,
+    /// The answer to an IVR `http` step's request.
+    HttpDone {
+        request: u64,
+        result: Result<santral_ivr::interpreter::HttpResponse, String>,
+    },
 }
 
 /// Asks the dispatcher (owner of the registrar) where an agent's phone is.
@@ -96,6 +101,8 @@ pub struct CallContext {
     pub recording: crate::config::RecordingConfig,
     /// Queue names: REFER targets that are queues.
     pub queues: Vec<String>,
+    /// For IVR `http` steps (connection pool shared by all calls).
+    pub http: reqwest::Client,
     pub default_language: String,
     pub next_call: AtomicU64,
 }
@@ -476,6 +483,11 @@ impl CallTask {
             CallInput::Offer(offer) => self.ring_agent(offer).await,
             CallInput::CancelOffer { agent } => self.cancel_agent(&agent).await,
             CallInput::Left { reason } => self.left_queue(reason).await,
+            CallInput::HttpDone { request, result } => {
+                self.ivr
+                    .handle(IvrEvent::HttpResult { request, result }, Instant::now());
+                self.run_commands().await;
+            }
             CallInput::Shutdown => {
                 tracing::info!("server shutting down: hanging up");
                 self.hangup_by = Some("system");
@@ -699,16 +711,7 @@ impl CallTask {
                     self.start_message(purpose, beep).await;
                 }
                 Command::StopRecording => self.stop_message().await,
-                Command::Http(request) => {
-                    tracing::warn!("HTTP steps are not supported yet");
-                    self.ivr.handle(
-                        IvrEvent::HttpResult {
-                            request: request.request,
-                            result: Err("HTTP requests are not available".into()),
-                        },
-                        Instant::now(),
-                    );
-                }
+                Command::Http(request) => self.start_http(request),
                 Command::Lookup(request) => {
                     let outcome = self.lookup(&request);
                     self.ivr.handle(
@@ -892,6 +895,63 @@ impl CallTask {
             .await;
         self.save_record();
         self.publish_live().await;
+    }
+
+    /// Runs an IVR `http` step's request (a CRM webhook) in its own task; the answer comes
+    /// back as [`CallInput::HttpDone`]. Logs show the URL with secrets masked.
+    fn start_http(&self, request: santral_ivr::interpreter::HttpRequest) {
+        use santral_ivr::model::HttpMethod;
+        let method = match request.method {
+            HttpMethod::Get => reqwest::Method::GET,
+            HttpMethod::Post => reqwest::Method::POST,
+            HttpMethod::Put => reqwest::Method::PUT,
+            HttpMethod::Patch => reqwest::Method::PATCH,
+            HttpMethod::Delete => reqwest::Method::DELETE,
+        };
+        tracing::info!(%method, url = %request.url.redacted, "CRM request");
+        let client = self.ctx.http.clone();
+        let inputs = self.inputs_tx.clone();
+        tokio::spawn(
+            async move {
+                let mut builder = client
+                    .request(method, &request.url.text)
+                    .timeout(request.timeout);
+                for (name, value) in &request.headers {
+                    builder = builder.header(name.as_str(), value.text.as_str());
+                }
+                if let Some(body) = &request.body {
+                    builder = builder.json(body);
+                }
+                let result = match builder.send().await {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        let body = response
+                            .json::<serde_json::Value>()
+                            .await
+                            .unwrap_or_default();
+                        Ok(santral_ivr::interpreter::HttpResponse { status, body })
+                    }
+                    Err(err) => {
+                        let reason = if err.is_timeout() {
+                            "timed out".to_owned()
+                        } else if err.is_connect() {
+                            "cannot connect".to_owned()
+                        } else {
+                            "request failed".to_owned()
+                        };
+                        tracing::warn!(url = %request.url.redacted, %reason, "CRM request failed");
+                        Err(reason)
+                    }
+                };
+                let _ = inputs
+                    .send(CallInput::HttpDone {
+                        request: request.request,
+                        result,
+                    })
+                    .await;
+            }
+            .in_current_span(),
+        );
     }
 
     /// Records what the caller says (a voicemail) until the flow stops it: the caller's media
