@@ -673,3 +673,109 @@ fn agent_phone_registers_again_after_a_server_restart() {
     );
     agent.quit();
 }
+
+/// Interop with another SIP stack: santral-phone calls baresip directly (no server), baresip
+/// auto-answers playing a file (aufile) and dumps what it hears (sndfile). Audio must cross
+/// both ways.
+#[test]
+fn phone_calls_baresip_and_audio_flows_both_ways() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let baresip_port = free_udp_port();
+    let phone_voice = noise_signal(0x2001, 1.5);
+    let baresip_voice = noise_signal(0xBA7E, 1.5);
+    let phone_in = dir.path().join("phone_in.wav");
+    let phone_out = dir.path().join("phone_out.wav");
+    let baresip_in = dir.path().join("baresip_in.wav");
+    let dumps = dir.path().join("dumps");
+    std::fs::create_dir(&dumps).expect("dump dir");
+    write_wav(&phone_in, &phone_voice);
+    // aufile plays its file once: repeat the period for longer than the call.
+    write_wav(&baresip_in, &baresip_voice.repeat(8));
+    // net_interface keeps baresip's SDP on loopback (this machine has a real 192.0.2.0/24).
+    std::fs::write(
+        dir.path().join("config"),
+        format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{baresip_port}\nsip_transports udp\n\
+             net_interface 127.0.0.1\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\n\
+             module aufile.so\nmodule sndfile.so\nmodule_app account.so\n\
+             audio_player aufile,/dev/null\naudio_source aufile,{}\naudio_alert aufile,/dev/null\n\
+             snd_path {}\n",
+            baresip_in.display(),
+            dumps.display()
+        ),
+    )
+    .expect("baresip config");
+    std::fs::write(
+        dir.path().join("accounts"),
+        format!("<sip:baresip@127.0.0.1:{baresip_port};transport=udp>;regint=0;answermode=auto\n"),
+    )
+    .expect("baresip accounts");
+    let mut baresip = Command::new("baresip")
+        .arg("-f")
+        .arg(dir.path())
+        .args(["-t", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("baresip is required (Debian package baresip)");
+    let mut baresip_log = Lines::of(baresip.stdout.take().expect("baresip stdout"));
+    assert!(
+        baresip_log
+            .wait(Duration::from_secs(10), |l| l.contains("baresip is ready"))
+            .is_some(),
+        "baresip did not start: {:#?}",
+        baresip_log.seen
+    );
+
+    let baresip_addr = format!("127.0.0.1:{baresip_port}");
+    let phone_audio = format!("file:{},{}", phone_in.display(), phone_out.display());
+    let mut phone = Phone::start(&[
+        "--server",
+        &baresip_addr,
+        "--user",
+        "2001",
+        "--no-register",
+        "--audio",
+        &phone_audio,
+    ]);
+    phone.send(&format!("dial sip:baresip@{baresip_addr}"));
+    let answered = phone.expect_event("answered", Duration::from_secs(10));
+    assert!(
+        answered["remote_rtp"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:")),
+        "{answered}"
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    phone.send("hangup");
+    phone.expect_event("ended", Duration::from_secs(5));
+    phone.quit();
+    assert!(
+        baresip_log
+            .wait(Duration::from_secs(5), |l| l.contains("terminated"))
+            .is_some(),
+        "baresip did not see the hang-up: {:#?}",
+        baresip_log.seen
+    );
+    let _ = baresip.kill();
+    let _ = baresip.wait();
+
+    let heard_by_phone = read_wav(&phone_out);
+    let end = heard_by_phone.len();
+    let phone_hears_baresip =
+        heard_correlation(&heard_by_phone, SAMPLE_RATE as usize, end, &baresip_voice);
+    let decoded = std::fs::read_dir(&dumps)
+        .expect("dump dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .unwrap_or_else(|| panic!("baresip wrote no decode dump: {:#?}", baresip_log.seen));
+    let heard_by_baresip = read_wav(&decoded);
+    let end = heard_by_baresip.len();
+    let baresip_hears_phone =
+        heard_correlation(&heard_by_baresip, SAMPLE_RATE as usize, end, &phone_voice);
+    eprintln!("phone←baresip {phone_hears_baresip:.3}; baresip←phone {baresip_hears_phone:.3}");
+    assert!(phone_hears_baresip > 0.8, "{phone_hears_baresip:.3}");
+    assert!(baresip_hears_phone > 0.8, "{baresip_hears_phone:.3}");
+}

@@ -728,9 +728,13 @@ impl UserAgent {
         {
             match outgoing.handle_response(sent, &response) {
                 Some(CallEvent::Resend(next)) => {
+                    let hop = next
+                        .request_uri()
+                        .and_then(santral_sip::dialog::uri_socket_addr)
+                        .unwrap_or(self.config.server);
                     match self
                         .sip
-                        .send_request(next.clone(), self.config.transport, self.config.server)
+                        .send_request(next.clone(), self.config.transport, hop)
                         .await
                     {
                         Ok(new_id) => {
@@ -985,9 +989,12 @@ impl UserAgent {
         });
         let call_id = outgoing.call_id().to_string();
         let span = tracing::info_span!("call", call_id = %call_id);
+        // A sip: URI with a numeric host goes straight there (peer-to-peer, no server needed);
+        // numbers go through the server.
+        let next_hop = santral_sip::dialog::uri_socket_addr(&uri).unwrap_or(self.config.server);
         let invite_id = match self
             .sip
-            .send_request(invite.clone(), self.config.transport, self.config.server)
+            .send_request(invite.clone(), self.config.transport, next_hop)
             .await
         {
             Ok(id) => id,
