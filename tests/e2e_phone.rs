@@ -85,6 +85,25 @@ impl Lines {
     }
 }
 
+impl Lines {
+    /// Waits until `n` lines seen so far contain `needle`; returns whether they did in time.
+    fn wait_count(&mut self, needle: &str, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.seen.iter().filter(|l| l.contains(needle)).count() >= n {
+                return true;
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            match self.rx.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
 struct Server {
     child: Child,
     log: Lines,
@@ -652,16 +671,10 @@ fn agent_phone_registers_again_after_a_server_restart() {
     agent.expect_event("server_unreachable", Duration::from_secs(10));
     let mut restarted = start_server_on(sip, http);
     agent.expect_event("server_reachable", Duration::from_secs(10));
-    let registered = |l: &str| l.contains("\"event\":\"registered\"");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while agent.events.seen.iter().filter(|l| registered(l)).count() < 2
-        && Instant::now() < deadline
-    {
-        if let Ok(line) = agent.events.rx.recv_timeout(Duration::from_millis(100)) {
-            agent.events.seen.push(line);
-        }
-    }
-    let registered_again = agent.events.seen.iter().filter(|l| registered(l)).count() == 2;
+    let registered_again =
+        agent
+            .events
+            .wait_count("\"event\":\"registered\"", 2, Duration::from_secs(10));
     assert!(registered_again, "events: {:#?}", agent.events.seen);
     assert!(
         restarted
@@ -676,7 +689,7 @@ fn agent_phone_registers_again_after_a_server_restart() {
 
 /// Interop with another SIP stack: santral-phone calls baresip directly (no server), baresip
 /// auto-answers playing a file (aufile) and dumps what it hears (sndfile). Audio must cross
-/// both ways.
+/// both ways; DTMF, hold/resume and a blind transfer must reach baresip.
 #[test]
 fn phone_calls_baresip_and_audio_flows_both_ways() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -748,8 +761,31 @@ fn phone_calls_baresip_and_audio_flows_both_ways() {
         "{answered}"
     );
     std::thread::sleep(Duration::from_secs(4));
-    phone.send("hangup");
-    phone.expect_event("ended", Duration::from_secs(5));
+    // The call controls against another stack: RFC 4733 DTMF, hold and resume (re-INVITE),
+    // blind transfer (REFER), which ends our side of the call.
+    phone.send("dtmf 5");
+    assert!(
+        baresip_log
+            .wait(Duration::from_secs(5), |l| l
+                .contains("received event: '5'"))
+            .is_some(),
+        "baresip did not get the DTMF: {:#?}",
+        baresip_log.seen
+    );
+    phone.send("hold");
+    phone.expect_event("held", Duration::from_secs(5));
+    phone.send("resume");
+    phone.expect_event("resumed", Duration::from_secs(5));
+    assert!(
+        baresip_log.wait_count("got re-INVITE", 2, Duration::from_secs(5)),
+        "{:#?}",
+        baresip_log.seen
+    );
+    phone.send(&format!("transfer sip:2002@{baresip_addr}"));
+    let accepted = phone.expect_event("transfer_accepted", Duration::from_secs(5));
+    assert_eq!(accepted["target"], format!("sip:2002@{baresip_addr}"));
+    let ended = phone.expect_event("ended", Duration::from_secs(5));
+    assert_eq!(ended["reason"], "transferred");
     phone.quit();
     assert!(
         baresip_log
