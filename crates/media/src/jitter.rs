@@ -180,10 +180,10 @@ pub struct JitterBuffer {
     /// The newest packet in sequence carried no audio (event, comfort noise): the sender is
     /// paused, so running dry plays silence in real time instead of counting loss.
     paused: bool,
-    /// Largest recent packet time, in timestamp units (sets the minimum useful depth).
-    packet_units: u64,
-    /// Largest packet time in the current window, to which `packet_units` relaxes at its end.
-    window_packet_units: u64,
+    /// Largest recent packet, in chunks (sets the minimum useful depth).
+    packet_chunks: u64,
+    /// Largest packet in the current window, to which `packet_chunks` relaxes at its end.
+    window_packet_chunks: u64,
     /// Frames played in the current packet-time window.
     window_frames: u32,
     target_depth: usize,
@@ -238,8 +238,8 @@ impl JitterBuffer {
             next_play: None,
             last_sequence: None,
             paused: false,
-            packet_units: expected_units,
-            window_packet_units: 0,
+            packet_chunks: expected_units.div_ceil(chunk_units.max(1)).max(1),
+            window_packet_chunks: 0,
             window_frames: 0,
             target_depth: min_depth,
             jitter: 0.0,
@@ -427,10 +427,9 @@ impl JitterBuffer {
         }
         self.end = Some(self.end.map_or(end, |e| e.max(end)));
         self.highest_timestamp = Some(self.highest_timestamp.map_or(extended, |h| h.max(extended)));
-        let units = count * self.chunk_units;
-        self.window_packet_units = self.window_packet_units.max(units);
-        if units > self.packet_units {
-            self.packet_units = units;
+        self.window_packet_chunks = self.window_packet_chunks.max(count);
+        if count > self.packet_chunks {
+            self.packet_chunks = count;
             self.retarget();
         }
         self.stats.accepted += 1;
@@ -493,10 +492,7 @@ impl JitterBuffer {
 
     /// Frames one packet spans (rounded up): that much must be buffered to bridge its wait.
     fn packet_frames(&self) -> usize {
-        (self
-            .packet_units
-            .div_ceil(self.config.frame_timestamp_units as u64) as usize)
-            .max(1)
+        (self.packet_chunks.div_ceil(2) as usize).max(1)
     }
 
     /// The delay the measured jitter and packet time call for: jitter plus one packet, and at
@@ -591,10 +587,10 @@ impl JitterBuffer {
             // A stream that moved to shorter packets needs less delay (a mixed one keeps its
             // longest).
             self.window_frames = 0;
-            if self.window_packet_units > 0 {
-                self.packet_units = self.window_packet_units;
+            if self.window_packet_chunks > 0 {
+                self.packet_chunks = self.window_packet_chunks;
             }
-            self.window_packet_units = 0;
+            self.window_packet_chunks = 0;
         }
         if self.calm_frames >= CALM_FRAMES_BEFORE_SHRINK && self.target_depth > self.wanted_depth()
         {
