@@ -5,9 +5,12 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{Santral, free_udp_port, get_json, sipp, spawn_sipp, wait_sipp};
+use support::{
+    Santral, agent_args, caller_args, free_udp_port, get_json, only_call, register_agent,
+    spawn_sipp, wait_sipp,
+};
 
 #[test]
 fn caller_presses_1_and_talks_to_agent_2001() {
@@ -15,63 +18,12 @@ fn caller_presses_1_and_talks_to_agent_2001() {
 
     // The agent's phone: register from the port it will answer on, then answer there.
     let agent_port = free_udp_port();
-    let (ok, out) = sipp(
-        "register.xml",
-        "u1",
-        server.sip_udp,
-        &[
-            "-s",
-            "2001",
-            "-au",
-            "2001",
-            "-ap",
-            "secret2001",
-            "-p",
-            &agent_port.to_string(),
-        ],
-    );
-    assert!(ok, "agent REGISTER: {out}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let agents = get_json(&server.url("/api/v1/agents"));
-        if agents[0]["id"] == "2001" && agents[0]["state"] == "available" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let agent = spawn_sipp(&[
-        "-sf".into(),
-        "agent_answer.xml".into(),
-        "-i".into(),
-        "127.0.0.1".into(),
-        "-p".into(),
-        agent_port.to_string(),
-        "-mp".into(),
-        free_udp_port().to_string(),
-        "-rtp_echo".into(),
-        "-m".into(),
-        "1".into(),
-    ]);
+    register_agent(&server, "2001", agent_port);
+    let agent = spawn_sipp(&agent_args("agent_answer.xml", agent_port));
     std::thread::sleep(Duration::from_millis(300));
 
-    // The caller: speech, digit 1, then 4 s of talk with the agent, then BYE.
-    let caller = spawn_sipp(&[
-        "-sf".into(),
-        "caller_menu_1.xml".into(),
-        "-s".into(),
-        "1000".into(),
-        "-i".into(),
-        "127.0.0.1".into(),
-        "-p".into(),
-        free_udp_port().to_string(),
-        "-mp".into(),
-        free_udp_port().to_string(),
-        "-d".into(),
-        "4000".into(),
-        "-m".into(),
-        "1".into(),
-        format!("127.0.0.1:{}", server.sip_udp),
-    ]);
+    // The caller: digit 1, then speech and 4 s of talk with the agent, then BYE.
+    let caller = spawn_sipp(&caller_args("caller_menu_1.xml", &server, 4000));
     let (caller_ok, caller_out) = wait_sipp(caller, Duration::from_secs(40));
     let (agent_ok, agent_out) = wait_sipp(agent, Duration::from_secs(20));
     assert!(
@@ -91,10 +43,7 @@ fn caller_presses_1_and_talks_to_agent_2001() {
         ringing - queued
     );
 
-    let calls = get_json(&server.url("/api/v1/calls"));
-    let calls = calls.as_array().expect("array of calls");
-    assert_eq!(calls.len(), 1, "{calls:#?}");
-    let call = &calls[0];
+    let call = &only_call(&server);
     assert_eq!(call["dialled"], "1000");
     assert_eq!(call["caller"], "05321234567");
     assert_eq!(call["queue"], "billing");

@@ -8,84 +8,10 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Santral, free_udp_port, get_json, sipp, spawn_sipp, wait_sipp};
-
-/// Registers `agent` from `port` and waits until the ACD has it available.
-fn register_agent(server: &Santral, agent: &str, port: u16) {
-    let (ok, out) = sipp(
-        "register.xml",
-        "u1",
-        server.sip_udp,
-        &[
-            "-s",
-            agent,
-            "-au",
-            agent,
-            "-ap",
-            &format!("secret{agent}"),
-            "-p",
-            &port.to_string(),
-        ],
-    );
-    assert!(ok, "REGISTER {agent}: {out}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let agents = get_json(&server.url("/api/v1/agents"));
-        let available = agents
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["id"] == agent && a["state"] == "available");
-        if available {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("agent {agent} did not become available");
-}
-
-fn caller_args(scenario: &str, server: &Santral, talk_ms: u32) -> Vec<String> {
-    vec![
-        "-sf".into(),
-        scenario.into(),
-        "-s".into(),
-        "1000".into(),
-        "-i".into(),
-        "127.0.0.1".into(),
-        "-p".into(),
-        free_udp_port().to_string(),
-        "-mp".into(),
-        free_udp_port().to_string(),
-        "-d".into(),
-        talk_ms.to_string(),
-        "-m".into(),
-        "1".into(),
-        format!("127.0.0.1:{}", server.sip_udp),
-    ]
-}
-
-fn agent_args(scenario: &str, port: u16) -> Vec<String> {
-    vec![
-        "-sf".into(),
-        scenario.into(),
-        "-i".into(),
-        "127.0.0.1".into(),
-        "-p".into(),
-        port.to_string(),
-        "-mp".into(),
-        free_udp_port().to_string(),
-        "-rtp_echo".into(),
-        "-m".into(),
-        "1".into(),
-    ]
-}
-
-fn only_call(server: &Santral) -> serde_json::Value {
-    let calls = get_json(&server.url("/api/v1/calls"));
-    let calls = calls.as_array().expect("array of calls").clone();
-    assert_eq!(calls.len(), 1, "{calls:#?}");
-    calls.into_iter().next().unwrap()
-}
+use support::{
+    Santral, agent_args, caller_args, free_udp_port, get_json, only_call, register_agent, sipp,
+    spawn_sipp, wait_sipp,
+};
 
 #[test]
 fn card_services_by_dtmf_blocks_the_card() {
@@ -427,18 +353,10 @@ fn after_the_agent_hangs_up_the_caller_rates_the_call() {
 #[test]
 fn waiting_callers_hear_their_position_and_expected_wait() {
     // The demo flows with billing announcing every 2 s instead of 30 s.
-    let flows = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(support::repo_root().join("ivr-flows")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            let text = std::fs::read_to_string(&path).unwrap();
-            let text = text.replace(
-                "announce: { position: true, wait_time: true, every: 30s }",
-                "announce: { position: true, wait_time: true, every: 2s }",
-            );
-            std::fs::write(flows.path().join(path.file_name().unwrap()), text).unwrap();
-        }
-    }
+    let flows = support::demo_flows_with(&[(
+        "announce: { position: true, wait_time: true, every: 30s }",
+        "announce: { position: true, wait_time: true, every: 2s }",
+    )]);
     let mut server = Santral::start_logging(
         &format!("flows:\n  dir: {}\n", flows.path().display()),
         "info,santral_server::call=debug",
@@ -593,16 +511,8 @@ fn an_http_step_asks_the_crm_and_routes_a_vip_by_its_answer() {
     let (crm_port, crm_requests) =
         crm_stub(r#"{"customer": {"vip": true, "name": "Ayşe Yılmaz"}}"#);
     // The demo flows, with the CRM example's webhook pointed at the stand-in.
-    let flows = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(support::repo_root().join("ivr-flows")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            let text = std::fs::read_to_string(&path)
-                .unwrap()
-                .replace("127.0.0.1:8090", &format!("127.0.0.1:{crm_port}"));
-            std::fs::write(flows.path().join(path.file_name().unwrap()), text).unwrap();
-        }
-    }
+    let crm = format!("127.0.0.1:{crm_port}");
+    let flows = support::demo_flows_with(&[("127.0.0.1:8090", crm.as_str())]);
     let mut server = Santral::start(&format!(
         "flows:\n  dir: {}\nhotlines:\n  - {{ number: \"1000\", flow: main }}\n  - {{ number: \"1001\", flow: crm-example }}\n",
         flows.path().display()

@@ -260,3 +260,100 @@ pub fn get_json(url: &str) -> serde_json::Value {
         .json()
         .unwrap_or_else(|err| panic!("GET {url}: not JSON: {err}"))
 }
+
+/// Registers `agent` from `port` and waits until the ACD has it available.
+pub fn register_agent(server: &Santral, agent: &str, port: u16) {
+    let (ok, out) = sipp(
+        "register.xml",
+        "u1",
+        server.sip_udp,
+        &[
+            "-s",
+            agent,
+            "-au",
+            agent,
+            "-ap",
+            &format!("secret{agent}"),
+            "-p",
+            &port.to_string(),
+        ],
+    );
+    assert!(ok, "REGISTER {agent}: {out}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let agents = get_json(&server.url("/api/v1/agents"));
+        let available = agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == agent && a["state"] == "available");
+        if available {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("agent {agent} did not become available");
+}
+
+/// SIPp arguments for a caller scenario against the server's hotline 1000.
+pub fn caller_args(scenario: &str, server: &Santral, talk_ms: u32) -> Vec<String> {
+    vec![
+        "-sf".into(),
+        scenario.into(),
+        "-s".into(),
+        "1000".into(),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        free_udp_port().to_string(),
+        "-mp".into(),
+        free_udp_port().to_string(),
+        "-d".into(),
+        talk_ms.to_string(),
+        "-m".into(),
+        "1".into(),
+        format!("127.0.0.1:{}", server.sip_udp),
+    ]
+}
+
+/// SIPp arguments for an agent phone scenario answering on `port`.
+pub fn agent_args(scenario: &str, port: u16) -> Vec<String> {
+    vec![
+        "-sf".into(),
+        scenario.into(),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+        "-mp".into(),
+        free_udp_port().to_string(),
+        "-rtp_echo".into(),
+        "-m".into(),
+        "1".into(),
+    ]
+}
+
+/// The one call record the server holds.
+pub fn only_call(server: &Santral) -> serde_json::Value {
+    let calls = get_json(&server.url("/api/v1/calls"));
+    let calls = calls.as_array().expect("array of calls").clone();
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    calls.into_iter().next().unwrap()
+}
+
+/// A copy of the demo flows in a temporary directory with each `(from, to)` text replaced.
+pub fn demo_flows_with(replacements: &[(&str, &str)]) -> tempfile::TempDir {
+    let flows = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(repo_root().join("ivr-flows")).expect("ivr-flows") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let mut text = std::fs::read_to_string(&path).expect("flow file");
+            for (from, to) in replacements {
+                text = text.replace(from, to);
+            }
+            let name = path.file_name().expect("file name");
+            std::fs::write(flows.path().join(name), text).expect("write flow");
+        }
+    }
+    flows
+}

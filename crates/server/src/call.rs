@@ -1079,11 +1079,7 @@ impl CallTask {
     async fn ring_agent(&mut self, offer: Offer) {
         let agent = offer.agent.0.clone();
         if self.agent_leg.is_some() || self.phase != Phase::Queued {
-            let _ = self
-                .ctx
-                .agents
-                .send(AgentsInput::OfferRejected(self.acd_id, agent))
-                .await;
+            self.reject_offer(agent).await;
             return;
         }
         let (reply, bindings) = oneshot::channel();
@@ -1097,22 +1093,14 @@ impl CallTask {
             .await;
         let Some(binding) = bindings.await.ok().and_then(|b| b.into_iter().next()) else {
             tracing::info!(%agent, "agent has no registered phone");
-            let _ = self
-                .ctx
-                .agents
-                .send(AgentsInput::OfferRejected(self.acd_id, agent))
-                .await;
+            self.reject_offer(agent).await;
             return;
         };
         let sockets = match RtpSockets::bind(self.ctx.media_ip, &self.ctx.ports).await {
             Ok(sockets) => sockets,
             Err(err) => {
                 tracing::warn!(%err, "no media ports for the agent leg");
-                let _ = self
-                    .ctx
-                    .agents
-                    .send(AgentsInput::OfferRejected(self.acd_id, agent))
-                    .await;
+                self.reject_offer(agent).await;
                 return;
             }
         };
@@ -1145,11 +1133,7 @@ impl CallTask {
             Err(err) => {
                 tracing::warn!(%err, %agent, "INVITE to agent not sent");
                 remove_route(&self.ctx, call.call_id());
-                let _ = self
-                    .ctx
-                    .agents
-                    .send(AgentsInput::OfferRejected(self.acd_id, agent))
-                    .await;
+                self.reject_offer(agent).await;
                 return;
             }
         };
@@ -1166,6 +1150,15 @@ impl CallTask {
             answered: false,
         });
         self.publish_live().await;
+    }
+
+    /// Tells the ACD this agent cannot take the offer, so the next one is tried.
+    async fn reject_offer(&self, agent: String) {
+        let _ = self
+            .ctx
+            .agents
+            .send(AgentsInput::OfferRejected(self.acd_id, agent))
+            .await;
     }
 
     /// The screen pop: who is calling and why, for the agent's phone (documented in docs/agents.md).
