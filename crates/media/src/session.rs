@@ -22,7 +22,7 @@ use thiserror::Error;
 use crate::codec::{AudioDecoder, AudioEncoder, Codec, FRAME_SAMPLES, Frame, MAX_FRAME_BYTES};
 use crate::concealment::Concealer;
 use crate::dtmf_detector::{DtmfDetector, key_frequencies};
-use crate::jitter::{Half, JitterBuffer, JitterConfig, JitterStats, Playout};
+use crate::jitter::{Half, JitterBuffer, JitterConfig, JitterStats, Playout, PushOutcome};
 use crate::prompt::{EncodedPrompt, Playlist};
 use crate::quality::{QualityInputs, QualitySummary, summarise};
 use crate::rtcp::{self, NtpClock, ReceptionStats, SenderStats};
@@ -141,6 +141,9 @@ pub enum RtpError {
     UnexpectedPayloadType(u8),
     #[error("bad telephone-event: {0}")]
     TelephoneEvent(String),
+    /// More than 60 ms of audio in one packet (we announce `a=maxptime:60`).
+    #[error("RTP payload of {0} bytes is longer than 60 ms")]
+    PacketTooLong(usize),
 }
 
 #[derive(Debug)]
@@ -476,13 +479,16 @@ impl MediaSession {
             header.timestamp,
             arrival_units,
         );
-        self.jitter.push(
+        let outcome = self.jitter.push(
             now,
             header.sequence_number,
             header.timestamp,
             header.payload_type,
             payload,
         );
+        if outcome == PushOutcome::Oversized {
+            return Err(RtpError::PacketTooLong(payload.len()));
+        }
         Ok(())
     }
 

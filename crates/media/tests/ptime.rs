@@ -343,6 +343,19 @@ fn rfc4733_digit_inside_a_thirty_ms_stream_is_one_digit_and_its_gap_is_silence_n
     assert!(loud(30..42) >= 10, "{frames:?}");
 }
 
+#[test]
+fn packets_longer_than_sixty_ms_are_refused_with_a_clear_error() {
+    let start = Instant::now();
+    let mut receiver = session(Codec::Pcmu, start);
+    let datagram = rtp(0, false, 1, 0, &[0xFF; 640]);
+    assert_eq!(
+        receiver.handle_rtp(start, addr(SENDER), &datagram),
+        Err(santral_media::session::RtpError::PacketTooLong(640))
+    );
+    let datagram = rtp(0, false, 2, 640, &[0xFF; 480]);
+    assert_eq!(receiver.handle_rtp(start, addr(SENDER), &datagram), Ok(()));
+}
+
 /// SIPp's own capture: 236 PCMA packets of 30 ms (240-byte payloads, timestamps +240).
 #[test]
 fn sipp_g711a_capture_replays_as_the_audio_it_carries() {
