@@ -415,7 +415,7 @@ fn agent_phone_answers_a_hotline_call_and_audio_flows_both_ways() {
 }
 
 /// The cpal device path for real: ALSA's `null` PCM (chosen through an asoundrc the test writes,
-/// found through HOME) as agent 2001's headset. The call must run through the capture and
+/// found through HOME) as agent 2001's headset; the call rings, and is answered by command. The call must run through the capture and
 /// playback callbacks (their sample counters move), and the customer hears what the null
 /// microphone captures: silence, not the agent's file or anything else.
 #[test]
@@ -446,7 +446,6 @@ fn agent_phone_on_the_alsa_null_device_takes_a_call() {
             "2001",
             "--password",
             "secret2001",
-            "--auto-answer",
             "--audio",
             "device",
             "--input",
@@ -484,6 +483,10 @@ fn agent_phone_on_the_alsa_null_device_takes_a_call() {
     std::thread::sleep(Duration::from_millis(800));
     caller.send("dtmf 1");
     agent.expect_event("incoming_call", Duration::from_secs(20));
+    // Ringing on the device for a moment (the ringtone runs through the playback stream), then
+    // the agent answers by hand.
+    std::thread::sleep(Duration::from_millis(1000));
+    agent.send("answer");
     agent.expect_event("answered", Duration::from_secs(5));
     std::thread::sleep(Duration::from_secs(3));
     agent.send("hangup");

@@ -86,6 +86,11 @@ pub trait AudioPort: Send {
     fn input_level(&self) -> f32 {
         0.0
     }
+    /// True for a sound card a person listens to: it gets the ringtone and the auto-answer
+    /// beep (files and `null` do not, so recordings hold only the call).
+    fn is_headset(&self) -> bool {
+        false
+    }
     /// Samples the sound card's capture and playback callbacks moved so far (devices only).
     fn device_counters(&self) -> Option<(u64, u64)> {
         None

@@ -11,6 +11,8 @@ use santral_media::{
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
+use santral_media::tone::{ToneGenerator, ToneKind};
+
 use crate::audio::AudioPort;
 
 /// What the call asks of its running media.
@@ -20,6 +22,30 @@ pub enum CallMediaCommand {
     Mute(bool),
     Renegotiate(NegotiatedMedia),
     Stop,
+}
+
+/// Plays the ringtone into the headset on the shared tick until told to stop; hands the audio
+/// port back.
+pub async fn run_ringer(
+    mut audio: Box<dyn AudioPort>,
+    mut ticks: watch::Receiver<u64>,
+    mut stop: mpsc::Receiver<()>,
+) -> Box<dyn AudioPort> {
+    let mut tone = ToneGenerator::new(ToneKind::Ringback(santral_media::ToneRegion::Europe));
+    let mut frame: Frame = [0; FRAME_SAMPLES];
+    loop {
+        tokio::select! {
+            changed = ticks.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                tone.next_frame(&mut frame);
+                audio.play(&frame);
+            }
+            _ = stop.recv() => break,
+        }
+    }
+    audio
 }
 
 /// What is handed back when the media stops.
@@ -33,6 +59,8 @@ const MAX_CATCH_UP_TICKS: u64 = 5;
 /// Key press length for DTMF we send.
 pub const DTMF_DURATION_MS: u32 = 120;
 
+/// Runs one call's media until `Stop`. With `beep`, the agent hears a short 1 kHz beep as the
+/// call connects (auto-answer on a headset).
 pub async fn run_call_media(
     mut session: MediaSession,
     sockets: RtpSockets,
@@ -40,7 +68,10 @@ pub async fn run_call_media(
     mut commands: mpsc::Receiver<CallMediaCommand>,
     events: mpsc::Sender<MediaEvent>,
     mut audio: Box<dyn AudioPort>,
+    beep: bool,
 ) -> CallMediaEnd {
+    let mut beep = beep.then(|| ToneGenerator::new(ToneKind::Beep));
+    let mut beep_frame: Frame = [0; FRAME_SAMPLES];
     let mut rtp_buffer = [0u8; 2048];
     let mut rtcp_buffer = [0u8; 2048];
     let mut microphone: Frame = [0; FRAME_SAMPLES];
@@ -82,7 +113,16 @@ pub async fn run_call_media(
                     {
                         debug!(%error, "RTP send failed");
                     }
-                    audio.play(session.received_frame());
+                    match &mut beep {
+                        Some(tone) if !tone.is_finished() => {
+                            tone.next_frame(&mut beep_frame);
+                            for (out, heard) in beep_frame.iter_mut().zip(session.received_frame()) {
+                                *out = out.saturating_add(*heard);
+                            }
+                            audio.play(&beep_frame);
+                        }
+                        _ => audio.play(session.received_frame()),
+                    }
                 }
                 if let Some(transmit) = session.poll_rtcp(now) {
                     let _ = sockets.rtcp.send_to(transmit.payload, transmit.destination).await;
@@ -111,5 +151,62 @@ pub async fn run_call_media(
     CallMediaEnd {
         audio,
         quality: session.quality(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A headset that remembers what it was given to play.
+    struct Recorder(Arc<Mutex<Vec<i16>>>);
+
+    impl AudioPort for Recorder {
+        fn capture(&mut self, frame: &mut Frame) {
+            *frame = [0; FRAME_SAMPLES];
+        }
+        fn play(&mut self, frame: &Frame) {
+            if let Ok(mut played) = self.0.lock() {
+                played.extend_from_slice(frame);
+            }
+        }
+        fn is_headset(&self) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn ringer_plays_the_ring_tone_on_each_tick_and_gives_the_port_back() {
+        let played = Arc::new(Mutex::new(Vec::new()));
+        let (tick_tx, ticks) = watch::channel(0u64);
+        let (stop, stop_rx) = mpsc::channel(1);
+        let task = tokio::spawn(run_ringer(
+            Box::new(Recorder(played.clone())),
+            ticks,
+            stop_rx,
+        ));
+        for tick in 1..=10u64 {
+            tick_tx.send(tick).unwrap();
+            // Let the ringer see each tick (a watch keeps only the latest value).
+            for _ in 0..50 {
+                tokio::task::yield_now().await;
+                if played.lock().unwrap().len() >= tick as usize * FRAME_SAMPLES {
+                    break;
+                }
+            }
+        }
+        stop.send(()).await.unwrap();
+        let port = task.await.unwrap();
+        assert!(port.is_headset());
+        let played = played.lock().unwrap().clone();
+        assert_eq!(played.len(), 10 * FRAME_SAMPLES);
+        // 425 Hz: about 2 × 425 × 0.2 s = 170 zero crossings in 200 ms.
+        let crossings = played
+            .windows(2)
+            .filter(|w| (w[0] < 0) != (w[1] < 0))
+            .count();
+        assert!((150..=190).contains(&crossings), "{crossings} crossings");
+        assert!(played.iter().any(|s| s.unsigned_abs() > 1000));
     }
 }

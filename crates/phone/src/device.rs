@@ -382,6 +382,10 @@ impl AudioPort for DeviceAudio {
         self.level
     }
 
+    fn is_headset(&self) -> bool {
+        true
+    }
+
     fn device_counters(&self) -> Option<(u64, u64)> {
         Some((
             self.counters.captured_samples.load(Ordering::Relaxed),

@@ -28,7 +28,7 @@ use tracing::{Instrument as _, info, warn};
 
 use crate::agent_control::AgentControl;
 use crate::audio::AudioPort;
-use crate::call_media::{CallMediaCommand, CallMediaEnd, run_call_media};
+use crate::call_media::{CallMediaCommand, CallMediaEnd, run_call_media, run_ringer};
 use crate::command::Command;
 use crate::event::{DeviceSamples, PhoneEvent, ScreenPop, crm_url};
 
@@ -182,6 +182,7 @@ pub struct UserAgent {
     events: mpsc::UnboundedSender<PhoneEvent>,
     muted: bool,
     keepalive: Option<Keepalive>,
+    ringer: Option<(mpsc::Sender<()>, JoinHandle<Box<dyn AudioPort>>)>,
 }
 
 impl UserAgent {
@@ -231,6 +232,7 @@ impl UserAgent {
             agent,
             events,
             muted: false,
+            ringer: None,
             keepalive: config
                 .keepalive
                 .filter(|_| config.register)
@@ -596,10 +598,37 @@ impl UserAgent {
         });
         if self.config.auto_answer {
             self.answer().await;
+        } else {
+            self.start_ringer();
+        }
+    }
+
+    /// Rings the headset (sound cards only) while a call waits to be answered.
+    fn start_ringer(&mut self) {
+        if !self.audio.as_ref().is_some_and(|a| a.is_headset()) {
+            return;
+        }
+        let Some(audio) = self.audio.take() else {
+            return;
+        };
+        let (stop, stop_rx) = mpsc::channel(1);
+        let task = tokio::spawn(run_ringer(audio, self.pacer.subscribe(), stop_rx));
+        self.ringer = Some((stop, task));
+    }
+
+    /// Silences the ringtone and takes the audio port back.
+    async fn stop_ringer(&mut self) {
+        if let Some((stop, task)) = self.ringer.take() {
+            let _ = stop.send(()).await;
+            match task.await {
+                Ok(audio) => self.audio = Some(audio),
+                Err(error) => warn!(%error, "ringer task failed"),
+            }
         }
     }
 
     async fn answer(&mut self) {
+        self.stop_ringer().await;
         let Some(call) = self.call.as_mut() else {
             self.emit(PhoneEvent::Error {
                 message: "no call to answer".into(),
@@ -648,6 +677,10 @@ impl UserAgent {
         let (Some(sockets), Some(audio)) = (call.sockets.take(), self.audio.take()) else {
             return;
         };
+        // Auto-answered calls on a headset start with a short beep, so the agent knows.
+        let beep = self.config.auto_answer
+            && matches!(call.leg, Leg::Incoming { .. })
+            && audio.is_headset();
         let session = MediaSession::new(SessionConfig::from_negotiated(&media), Instant::now());
         let (commands, command_rx) = mpsc::channel(32);
         if self.muted {
@@ -661,6 +694,7 @@ impl UserAgent {
                 command_rx,
                 self.media_events_tx.clone(),
                 audio,
+                beep,
             )
             .instrument(call.span.clone()),
         );
@@ -1159,6 +1193,7 @@ impl UserAgent {
 
     /// Forgets the call: stops its media (getting the audio port back) and reports the end.
     async fn end_call(&mut self, reason: &str) {
+        self.stop_ringer().await;
         let Some(call) = self.call.take() else {
             return;
         };
