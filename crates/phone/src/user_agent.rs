@@ -182,8 +182,11 @@ pub struct UserAgent {
     events: mpsc::UnboundedSender<PhoneEvent>,
     muted: bool,
     keepalive: Option<Keepalive>,
-    ringer: Option<(mpsc::Sender<()>, JoinHandle<Box<dyn AudioPort>>)>,
+    ringer: Option<Ringer>,
 }
+
+/// The running ringtone: its stop switch and the task that gives the audio port back.
+type Ringer = (mpsc::Sender<()>, JoinHandle<Box<dyn AudioPort>>);
 
 impl UserAgent {
     /// Binds SIP and prepares media; nothing is sent until [`UserAgent::run`].
