@@ -542,3 +542,50 @@ fn an_http_step_asks_the_crm_and_routes_a_vip_by_its_answer() {
     assert!(path.contains(&"crm-example.vip_billing"), "{path:?}");
     assert!(!path.iter().any(|s| s.starts_with("main.")), "{path:?}");
 }
+
+#[test]
+fn an_agent_puts_the_caller_on_hold_and_back() {
+    let mut server = Santral::start("");
+    let agent_port = free_udp_port();
+    register_agent(&server, "2001", agent_port);
+    let agent = spawn_sipp(&agent_args("agent_holds.xml", agent_port));
+    std::thread::sleep(Duration::from_millis(300));
+    let caller = spawn_sipp(&caller_args("caller_menu_1.xml", &server, 7000));
+    let (ok, out) = wait_sipp(caller, Duration::from_secs(40));
+    assert!(ok, "caller: {out}\nserver: {:#?}", server.seen);
+    let (ok, out) = wait_sipp(agent, Duration::from_secs(10));
+    assert!(ok, "agent hold/resume re-INVITEs answered: {out}");
+
+    assert!(server.wait_for_log("call ended", Duration::from_secs(10)));
+    assert!(
+        server.count_in_log("agent holds the call") == 1,
+        "{:#?}",
+        server.seen
+    );
+    assert!(
+        server.count_in_log("agent resumes the call") == 1,
+        "{:#?}",
+        server.seen
+    );
+    let call = only_call(&server);
+    assert_eq!(call["disposition"], "answered", "{call}");
+    assert!(
+        call["tags"].as_array().unwrap().iter().any(|t| t == "hold"),
+        "{call}"
+    );
+    // One recording for the whole call, holding only the bridged (not the held) time.
+    let wav = reqwest::blocking::get(server.url(&format!(
+        "/api/v1/recordings/{}",
+        call["call_id"].as_str().unwrap()
+    )))
+    .unwrap()
+    .bytes()
+    .unwrap();
+    let reader = hound::WavReader::new(std::io::Cursor::new(wav.to_vec())).expect("valid WAV");
+    let seconds = reader.duration() as f64 / 8000.0;
+    let talk = call["talk_ms"].as_f64().unwrap() / 1000.0;
+    assert!(
+        seconds > 2.0 && seconds < talk - 1.0,
+        "{seconds} s recorded of {talk} s talk"
+    );
+}

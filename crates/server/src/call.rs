@@ -172,7 +172,6 @@ struct Bridge {
     stop: watch::Sender<bool>,
     events: mpsc::Receiver<(BridgeLeg, MediaEvent)>,
     driver: JoinHandle<(SessionEnd, SessionEnd)>,
-    recorder: Option<JoinHandle<Option<PathBuf>>>,
 }
 
 struct CallTask {
@@ -193,6 +192,11 @@ struct CallTask {
     cancelled_legs: Vec<AgentLeg>,
     /// The queue's own prompt (or an announcement) playing over the hold music.
     queue_prompt: Option<u64>,
+    /// The call recording: where bridged audio goes (kept across hold) and its writer.
+    record_tap: Option<mpsc::Sender<TickAudio>>,
+    recorder: Option<JoinHandle<Option<PathBuf>>>,
+    /// The agent's media while the agent holds the call (the caller hears music).
+    held_agent: Option<SessionEnd>,
     /// A message being recorded (voicemail): its path under the recordings directory, the
     /// writer task and why it is recorded.
     message: Option<(String, JoinHandle<Option<PathBuf>>, RecordPurpose)>,
@@ -384,6 +388,9 @@ async fn run(
         agent_leg: None,
         cancelled_legs: Vec::new(),
         queue_prompt: None,
+        record_tap: None,
+        recorder: None,
+        held_agent: None,
         message: None,
         left_voicemail: false,
         announce: None,
@@ -521,6 +528,21 @@ impl CallTask {
             let accepted = response.status() == Some(200);
             if method == Some(Method::Refer) && accepted {
                 self.refer_from_agent(id, &request).await;
+                return;
+            }
+            if method == Some(Method::Invite) && accepted {
+                // A re-INVITE from the agent: hold (sendonly/inactive) or resume.
+                let offer = String::from_utf8_lossy(&request.body).to_string();
+                let answered = answer_offer(&offer, &leg.local);
+                let mut response = response;
+                if let Ok(answer) = &answered {
+                    response.push_header("Content-Type", "application/sdp");
+                    response.body = Bytes::from(answer.sdp.clone());
+                }
+                let _ = self.ctx.sip.respond(id, response).await;
+                if let Ok(answer) = answered {
+                    self.agent_hold_changed(answer.media).await;
+                }
                 return;
             }
             let _ = self.ctx.sip.respond(id, response).await;
@@ -995,6 +1017,13 @@ impl CallTask {
             .handle(IvrEvent::RecordingFinished { id }, Instant::now());
     }
 
+    /// Stops the caller's own media driver and returns its session and sockets.
+    async fn take_caller_media(&mut self) -> Option<SessionEnd> {
+        let media = self.media.take()?;
+        let _ = media.commands.send(MediaCommand::Detach).await;
+        media.driver.await.ok()
+    }
+
     /// Hands the caller's session to a new driver (with or without an audio tap).
     async fn restart_caller_media(&mut self, tap: Option<mpsc::Sender<TickAudio>>) {
         let Some(media) = self.media.take() else {
@@ -1300,6 +1329,8 @@ impl CallTask {
             .insert("transferred_from".into(), serde_json::Value::String(agent));
         self.record.agent = None;
         // The caller's media comes back from the bridge to wait in the new queue.
+        self.held_agent = None;
+        self.finish_recording().await;
         if let Some(end) = self.stop_bridge().await {
             self.media = Some(start_caller_media(
                 &self.ctx,
@@ -1379,24 +1410,38 @@ impl CallTask {
         self.caller_rtp_port = Some(caller_end.sockets.rtp_port());
         let (tap_tx, tap_rx) = mpsc::channel::<TickAudio>(256);
         let policy = self.ctx.recording.policy(self.record.queue.as_deref());
-        let recorder = if policy.records(rand::random_range(0..100)) {
-            self.start_recorder(tap_rx)
+        if policy.records(rand::random_range(0..100)) {
+            self.recorder = self.start_recorder(tap_rx);
+            if self.recorder.is_some() {
+                self.record_tap = Some(tap_tx);
+            }
         } else {
             tracing::debug!(?policy, "call not recorded by policy");
-            None
-        };
+        }
+        self.start_bridge(caller_end, agent_session, agent_sockets);
+        self.save_record();
+        self.publish_live().await;
+    }
+
+    /// Runs the caller's and the agent's media in one bridge task, feeding the recording.
+    fn start_bridge(
+        &mut self,
+        caller: SessionEnd,
+        agent_session: MediaSession,
+        agent_sockets: RtpSockets,
+    ) {
         let (stop, stop_rx) = watch::channel(false);
         let (event_tx, events) = mpsc::channel(64);
         let driver = tokio::spawn(
             run_bridge(
-                caller_end.session,
-                caller_end.sockets,
+                caller.session,
+                caller.sockets,
                 agent_session,
                 agent_sockets,
                 self.ctx.pacer.subscribe(),
                 stop_rx,
                 event_tx,
-                recorder.as_ref().map(|_| tap_tx),
+                self.record_tap.clone(),
             )
             .in_current_span(),
         );
@@ -1404,10 +1449,43 @@ impl CallTask {
             stop,
             events,
             driver,
-            recorder,
         });
-        self.save_record();
-        self.publish_live().await;
+    }
+
+    /// The agent's re-INVITE put the call on hold (we must not send to the agent) or took it
+    /// off: on hold the caller hears music and the agent's media waits; on resume the two are
+    /// bridged again (the recording goes on in the same file).
+    async fn agent_hold_changed(&mut self, media: santral_media::NegotiatedMedia) {
+        let held = !media.direction.sends();
+        if held && self.bridge.is_some() {
+            let Some((caller_end, mut agent_end)) = self.stop_bridge_both().await else {
+                return;
+            };
+            tracing::info!("agent holds the call: music on hold for the caller");
+            agent_end.session.renegotiate(&media);
+            self.held_agent = Some(agent_end);
+            self.media = Some(start_caller_media(
+                &self.ctx,
+                caller_end.session,
+                caller_end.sockets,
+                None,
+            ));
+            self.start_hold_music().await;
+            self.record.tags.push("hold".into());
+        } else if !held && let Some(mut agent_end) = self.held_agent.take() {
+            tracing::info!("agent resumes the call");
+            agent_end.session.renegotiate(&media);
+            let Some(caller) = self.media.take() else {
+                return;
+            };
+            let _ = caller.commands.send(MediaCommand::Detach).await;
+            let Ok(caller_end) = caller.driver.await else {
+                return;
+            };
+            self.start_bridge(caller_end, agent_end.session, agent_end.sockets);
+        } else if let Some(held) = self.held_agent.as_mut() {
+            held.session.renegotiate(&media);
+        }
     }
 
     /// Writes the bridged audio (caller left, agent right) as it comes, off the media path.
@@ -1468,12 +1546,14 @@ impl CallTask {
 
     /// Stops the bridge; gives the caller's media back when the flow continues (survey).
     async fn stop_bridge(&mut self) -> Option<SessionEnd> {
+        self.stop_bridge_both().await.map(|(caller, _agent)| caller)
+    }
+
+    /// Stops the bridge and gives back both legs' media.
+    async fn stop_bridge_both(&mut self) -> Option<(SessionEnd, SessionEnd)> {
         let bridge = self.bridge.take()?;
         let _ = bridge.stop.send(true);
         let (caller_end, agent_end) = bridge.driver.await.ok()?;
-        if let Some(recorder) = bridge.recorder {
-            let _ = recorder.await;
-        }
         tracing::info!(
             caller_packets = caller_end.quality.packets_expected,
             caller_lost = caller_end.quality.packets_lost,
@@ -1482,8 +1562,15 @@ impl CallTask {
             "bridge ended"
         );
         self.quality = Some(to_quality(&caller_end.quality));
-        drop(agent_end);
-        Some(caller_end)
+        Some((caller_end, agent_end))
+    }
+
+    /// Closes the call recording's tap and waits for the file to be finished.
+    async fn finish_recording(&mut self) {
+        self.record_tap = None;
+        if let Some(recorder) = self.recorder.take() {
+            let _ = recorder.await;
+        }
     }
 
     async fn agent_gone(&mut self) {
@@ -1501,7 +1588,13 @@ impl CallTask {
         if let Some(leg) = self.agent_leg.take() {
             remove_route(&self.ctx, leg.call.call_id());
         }
-        let caller_end = self.stop_bridge().await;
+        let caller_end = match self.stop_bridge().await {
+            Some(end) => Some(end),
+            // Held when the agent hung up: the caller's media is already its own.
+            None => self.take_caller_media().await,
+        };
+        self.held_agent = None;
+        self.finish_recording().await;
         self.ivr
             .handle(IvrEvent::QueueResult(QueueOutcome::AgentCallFinished), now);
         if self.ivr.is_finished() {
@@ -1611,6 +1704,8 @@ impl CallTask {
         if self.bridge.is_some() {
             self.stop_bridge().await;
         }
+        self.held_agent = None;
+        self.finish_recording().await;
         if let Some(media) = self.media.take() {
             let _ = media.commands.send(MediaCommand::Shutdown).await;
             if let Ok(end) = media.driver.await {
