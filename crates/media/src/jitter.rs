@@ -200,6 +200,9 @@ pub struct JitterBuffer {
     stretched: bool,
     /// Consecutive packets that came after their play-out time.
     late_in_row: u32,
+    /// Target growth from underruns since audio last played (undone when the gap turns out to
+    /// be the sender's silence suppression).
+    dry_growth: usize,
     stats: JitterStats,
 }
 
@@ -250,6 +253,7 @@ impl JitterBuffer {
             probation: None,
             stretched: false,
             late_in_row: 0,
+            dry_growth: 0,
             stats: JitterStats::default(),
         };
         buffer.target_depth = buffer.wanted_depth();
@@ -281,6 +285,7 @@ impl JitterBuffer {
         self.last_sequence = None;
         self.paused = false;
         self.late_in_row = 0;
+        self.dry_growth = 0;
         self.previous_transit = None;
         self.calm_frames = 0;
     }
@@ -418,7 +423,22 @@ impl JitterBuffer {
                 // The next packet in sequence starting after the previous one ended: the sender
                 // paused on purpose (events, comfort noise, silence suppression).
                 if follows && start > previous_end {
-                    self.fill_silence(previous_end.max(first_playable), start);
+                    let dry = self
+                        .next_play
+                        .is_some_and(|next| self.end.is_none_or(|end| next >= end));
+                    if dry {
+                        // We ran dry and waited out the pause already: buffer up again from
+                        // this talkspurt instead of replaying the pause as added delay, and
+                        // take back the growth the pause caused (it was no network delay).
+                        self.next_play = None;
+                        self.target_depth = self
+                            .target_depth
+                            .saturating_sub(self.dry_growth)
+                            .max(self.wanted_depth());
+                        self.dry_growth = 0;
+                    } else {
+                        self.fill_silence(previous_end.max(first_playable), start);
+                    }
                 }
                 self.last_sequence = Some((sequence, end));
                 self.paused = false;
@@ -635,12 +655,15 @@ impl JitterBuffer {
                 if play >= end {
                     // Underrun: nothing at all to play. Hold the play-out point and grow.
                     self.next_play = Some(play);
+                    let before = self.target_depth;
                     self.grow();
+                    self.dry_growth += self.target_depth - before;
                 }
                 self.stats.lost += 1;
                 Playout::Lost
             }
             [Half::Audio, _] | [_, Half::Audio] => {
+                self.dry_growth = 0;
                 let mut sequence = 0;
                 let mut payload_type = 0;
                 let mut first_audio = None;
@@ -1085,6 +1108,47 @@ mod tests {
             }
             check_monotonic(&played)?;
         }
+    }
+
+    #[test]
+    fn silence_suppression_without_comfort_noise_adds_no_delay() {
+        let start = Instant::now();
+        let mut buffer = JitterBuffer::new(JitterConfig::default());
+        let mut delays = Vec::new();
+        let mut arrived_at = std::collections::HashMap::new();
+        // 20 packets of 30 ms, 600 ms with nothing sent (DTX), 20 more: sequence numbers run on.
+        let mut sequence = 0u16;
+        for tick in 0..120u64 {
+            let ms = 20 * tick;
+            let talking = ms < 600 || (1200..1800).contains(&ms);
+            if talking && ms % 30 == 0 {
+                let chunk = (ms / 10) as u32;
+                buffer.push(
+                    start + Duration::from_millis(ms),
+                    sequence,
+                    80 * chunk,
+                    0,
+                    &chunked(chunk, 3),
+                );
+                arrived_at.insert(chunk as u8, tick);
+                sequence += 1;
+            }
+            if let Some([Some(first), _]) =
+                pop_chunks(&mut buffer, start + Duration::from_millis(ms))
+                && let Some(arrival) = arrived_at.get(&first)
+            {
+                delays.push((first, tick - arrival));
+            }
+        }
+        let before: Vec<u64> = delays.iter().filter(|d| d.0 < 60).map(|d| d.1).collect();
+        let after: Vec<u64> = delays.iter().filter(|d| d.0 >= 120).map(|d| d.1).collect();
+        assert!(!before.is_empty() && !after.is_empty(), "{delays:?}");
+        let worst_before = before.iter().max().copied().unwrap_or(0);
+        let worst_after = after.iter().max().copied().unwrap_or(0);
+        assert!(
+            worst_after <= worst_before + 1,
+            "delay {worst_before} ticks before the pause, {worst_after} after: {delays:?}"
+        );
     }
 
     proptest::proptest! {
