@@ -13,7 +13,9 @@
 //! - Intentional gaps: when the next packet in sequence starts later than the previous one ended
 //!   (RFC 4733 events or RFC 3389 comfort noise in between, or silence suppression), the gap plays
 //!   as [`Playout::Silence`], not as loss; while such a packet is the newest, running dry plays
-//!   silence in real time too. Loss is a gap in sequence numbers.
+//!   silence in real time too; if the buffer had already run dry (silence suppression without
+//!   comfort noise), it buffers up again from the new talkspurt and takes back the growth the
+//!   pause caused. Loss is a gap in sequence numbers.
 //! - Adaptive delay: the target depth follows the RFC 3550 interarrival jitter estimate plus the
 //!   recent worst transit excursion plus the packet time (a 60 ms packet must be waited for
 //!   whole); it grows at once (by inserting one concealed frame) and shrinks only after a calm
