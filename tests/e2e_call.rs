@@ -94,6 +94,22 @@ fn caller_presses_1_and_talks_to_agent_2001() {
     let agents = get_json(&server.url("/api/v1/agents"));
     assert_eq!(agents[0]["id"], "2001");
     assert_eq!(agents[0]["state"], "wrap-up", "{agents}");
+
+    // The queue's events were stored as they happened.
+    server.terminate();
+    let db = rusqlite::Connection::open(server.data_dir().join("santral.db")).unwrap();
+    let kinds: Vec<String> = db
+        .prepare("SELECT kind FROM call_events WHERE call_id = ?1 ORDER BY id")
+        .unwrap()
+        .query_map([call_id], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        kinds,
+        ["joined", "offered", "offer-ended", "left", "ended"],
+        "{kinds:?}"
+    );
 }
 
 /// Seconds since midnight of the first log line holding `needle` (tracing's RFC 3339 stamp).

@@ -25,10 +25,12 @@ pub enum AgentsInput {
     Registered(String),
     /// The account lost its last registered contact (expired or unregistered).
     Unregistered(String),
-    /// A caller joins a queue; ACD decisions for it go to `call`.
+    /// A caller joins a queue; ACD decisions for it go to `call`. `sip_call_id` names the call
+    /// in the stored queue events.
     Join {
         join: CallJoin,
         call: mpsc::Sender<CallInput>,
+        sip_call_id: String,
     },
     /// The caller left while waiting or ringing (hang-up or a flow exit).
     CallerHungUp(CallId),
@@ -133,6 +135,8 @@ struct AgentsTask {
     store: Arc<dyn Store>,
     /// Where each queued call's ACD decisions go.
     calls: HashMap<CallId, mpsc::Sender<CallInput>>,
+    /// The SIP Call-ID of each ACD call, for the stored queue events.
+    sip_call_ids: HashMap<CallId, String>,
     /// Calls in progress as the wallboard shows them, by SIP Call-ID.
     live_calls: HashMap<String, LiveCall>,
 }
@@ -164,6 +168,7 @@ pub fn start(
         publisher,
         store,
         calls: HashMap::new(),
+        sip_call_ids: HashMap::new(),
         live_calls: HashMap::new(),
     };
     task.publish_snapshot(now);
@@ -239,9 +244,14 @@ impl AgentsTask {
                     tracing::debug!(%err, agent = %id, "unregistration not applied");
                 }
             }
-            AgentsInput::Join { join, call } => {
+            AgentsInput::Join {
+                join,
+                call,
+                sip_call_id,
+            } => {
                 let id = join.call;
                 self.calls.insert(id, call.clone());
+                self.sip_call_ids.insert(id, sip_call_id);
                 if let Err(err) = self.apply(Input::CallJoin(join), now) {
                     tracing::warn!(%err, "call could not join the queue");
                     self.calls.remove(&id);
@@ -406,8 +416,139 @@ impl AgentsTask {
                         self.calls.remove(&call);
                     }
                 }
+                Output::Event(event) => self.store_event(event),
                 other => tracing::debug!(?other, "ACD output"),
             }
+        }
+    }
+
+    /// Writes a queue event (joined, offered, offer ended, escalated, left, ended, callbacks)
+    /// to the call's event history.
+    fn store_event(&mut self, event: santral_acd::AcdEvent) {
+        use santral_acd::AcdEvent;
+        let (call, at, kind, queue, agent, data) = match &event {
+            AcdEvent::CallJoined {
+                call,
+                queue,
+                priority,
+                at,
+            } => (
+                *call,
+                *at,
+                "joined",
+                Some(queue.0.clone()),
+                None,
+                serde_json::json!({ "priority": priority }),
+            ),
+            AcdEvent::CallOffered {
+                call,
+                queue,
+                agent,
+                at,
+            } => (
+                *call,
+                *at,
+                "offered",
+                Some(queue.0.clone()),
+                Some(agent.0.clone()),
+                serde_json::json!({}),
+            ),
+            AcdEvent::OfferEnded {
+                call,
+                agent,
+                outcome,
+                at,
+            } => (
+                *call,
+                *at,
+                "offer-ended",
+                None,
+                Some(agent.0.clone()),
+                serde_json::json!({ "outcome": format!("{outcome:?}") }),
+            ),
+            AcdEvent::CallEscalated {
+                call,
+                queue,
+                step,
+                at,
+            } => (
+                *call,
+                *at,
+                "escalated",
+                Some(queue.0.clone()),
+                None,
+                serde_json::json!({ "step": step }),
+            ),
+            AcdEvent::CallLeft {
+                call,
+                queue,
+                reason,
+                waited,
+                at,
+            } => (
+                *call,
+                *at,
+                "left",
+                Some(queue.0.clone()),
+                None,
+                serde_json::json!({ "reason": reason.as_str(), "waited_ms": waited.as_millis() as u64 }),
+            ),
+            AcdEvent::CallEnded {
+                call,
+                agent,
+                talk,
+                at,
+            } => (
+                *call,
+                *at,
+                "ended",
+                None,
+                Some(agent.0.clone()),
+                serde_json::json!({ "talk_ms": talk.as_millis() as u64 }),
+            ),
+            AcdEvent::CallbackQueued { call, queue, at } => (
+                *call,
+                *at,
+                "callback-queued",
+                Some(queue.0.clone()),
+                None,
+                serde_json::json!({}),
+            ),
+            AcdEvent::CallbackFinished { call, outcome, at } => (
+                *call,
+                *at,
+                "callback-finished",
+                None,
+                None,
+                serde_json::json!({ "outcome": format!("{outcome:?}") }),
+            ),
+        };
+        let Some(call_id) = self.sip_call_ids.get(&call).cloned() else {
+            return;
+        };
+        // The last event of an ACD call: its Call-ID is no longer needed.
+        let last = match &event {
+            AcdEvent::CallEnded { .. } => true,
+            AcdEvent::CallLeft { reason, .. } => !matches!(
+                reason,
+                santral_acd::LeaveReason::Answered { .. }
+                    | santral_acd::LeaveReason::Overflow { .. }
+            ),
+            _ => false,
+        };
+        if last {
+            self.sip_call_ids.remove(&call);
+        }
+        let record = crate::storage::CallEvent {
+            call_id,
+            at: self.clock.ms(at),
+            kind: kind.to_owned(),
+            queue,
+            agent,
+            data,
+        };
+        if let Err(err) = self.store.add_call_event(&record) {
+            tracing::error!(%err, "queue event not stored");
         }
     }
 

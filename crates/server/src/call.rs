@@ -913,6 +913,7 @@ impl CallTask {
             .send(AgentsInput::Join {
                 join,
                 call: self.inputs_tx.clone(),
+                sip_call_id: self.call_id.clone(),
             })
             .await;
         self.save_record();
