@@ -108,6 +108,7 @@ struct Server {
     child: Child,
     log: Lines,
     sip: u16,
+    http: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -156,6 +157,7 @@ fn start_server_on(sip: u16, http: u16) -> Server {
         child,
         log,
         sip,
+        http,
         _dir: dir,
     }
 }
@@ -817,4 +819,83 @@ fn phone_calls_baresip_and_audio_flows_both_ways() {
     eprintln!("phone←baresip {phone_hears_baresip:.3}; baresip←phone {baresip_hears_phone:.3}");
     assert!(phone_hears_baresip > 0.8, "{phone_hears_baresip:.3}");
     assert!(baresip_hears_phone > 0.8, "{baresip_hears_phone:.3}");
+}
+
+/// Agent controls: through the HTTP API when the phone has it (the server answers the new
+/// state), else through santral's feature codes (an authenticated call to *42 / *43).
+#[test]
+fn agent_controls_over_http_and_feature_codes() {
+    let mut server = start_server();
+    let server_addr = format!("127.0.0.1:{}", server.sip);
+    let http = format!("http://127.0.0.1:{}", server.http);
+    let mut with_api = Phone::start(&[
+        "--server",
+        &server_addr,
+        "--user",
+        "2001",
+        "--password",
+        "secret2001",
+        "--audio",
+        "null",
+        "--http",
+        &http,
+        "--http-token",
+        "test-token",
+    ]);
+    with_api.expect_event("registered", Duration::from_secs(10));
+    with_api.send("pause lunch");
+    let paused = with_api.expect_event("agent_state", Duration::from_secs(5));
+    assert_eq!(paused["state"], "paused", "{paused}");
+    assert!(
+        paused["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("lunch"))
+    );
+    with_api.send("ready");
+    assert!(
+        with_api
+            .events
+            .wait(Duration::from_secs(5), |l| l
+                .contains("\"state\":\"available\""))
+            .is_some(),
+        "{:#?}",
+        with_api.events.seen
+    );
+    with_api.quit();
+
+    let mut codes = Phone::start(&[
+        "--server",
+        &server_addr,
+        "--user",
+        "2002",
+        "--password",
+        "secret2002",
+        "--audio",
+        "null",
+    ]);
+    codes.expect_event("registered", Duration::from_secs(10));
+    codes.send("pause");
+    assert!(
+        matches!(codes.expect_event("error", Duration::from_secs(5))["message"].as_str(), Some(m) if m.contains("pause"))
+    );
+    codes.send("pause break");
+    let dialing = codes.expect_event("dialing", Duration::from_secs(5));
+    assert!(
+        dialing["target"]
+            .as_str()
+            .is_some_and(|t| t.contains("*42@"))
+    );
+    codes.expect_event("answered", Duration::from_secs(10));
+    assert!(
+        server
+            .log
+            .wait(Duration::from_secs(10), |l| l.contains("agent=2002")
+                && l.contains("to=\"paused\""))
+            .is_some(),
+        "server did not pause 2002"
+    );
+    // The confirmation prompt plays, then santral hangs up.
+    let ended = codes.expect_event("ended", Duration::from_secs(20));
+    assert_eq!(ended["reason"], "remote hangup");
+    codes.quit();
 }

@@ -965,11 +965,21 @@ impl UserAgent {
 
     async fn agent_control(&mut self, command: Command) {
         let Some(agent) = &self.agent else {
-            self.emit(PhoneEvent::Error {
-                message:
-                    "agent controls need the server's HTTP API (--http URL --http-token TOKEN)"
-                        .into(),
-            });
+            // No HTTP API: santral's feature codes (docs/server.md), dialled as an
+            // authenticated call that the server confirms with a prompt and hangs up.
+            let code = match command {
+                Command::Login => "*40",
+                Command::Logout => "*41",
+                Command::Pause(_) => "*42",
+                Command::Ready => "*43",
+                _ => {
+                    self.emit(PhoneEvent::Error {
+                        message: "ending wrap-up needs the server's HTTP API (--http URL --http-token TOKEN)".into(),
+                    });
+                    return;
+                }
+            };
+            self.dial(code).await;
             return;
         };
         let agent = agent.clone();
