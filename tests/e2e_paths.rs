@@ -391,13 +391,20 @@ fn an_agent_blind_transfers_the_caller_to_another_queue() {
     register_agent(&server, "2001", billing_port);
     register_agent(&server, "2003", tech_port);
     let mut billing = agent_args("agent_transfers.xml", billing_port);
-    billing.extend(["-d".into(), "2000".into()]);
+    billing.extend([
+        "-d".into(),
+        "2000".into(),
+        "-key".into(),
+        "refer_to".into(),
+        "tech".into(),
+    ]);
     let billing = spawn_sipp(&billing);
     let tech = spawn_sipp(&agent_args("agent_answer.xml", tech_port));
     std::thread::sleep(Duration::from_millis(300));
 
     let caller = spawn_sipp(&caller_args("caller_menu_1.xml", &server, 7000));
     let (ok, out) = wait_sipp(caller, Duration::from_secs(40));
+    server.wait_for_log("call ended", Duration::from_secs(1));
     assert!(ok, "caller: {out}\nserver: {:#?}", server.seen);
     let (ok, out) = wait_sipp(billing, Duration::from_secs(10));
     assert!(ok, "2001 transferred (REFER 202, NOTIFY, BYE): {out}");
@@ -588,4 +595,39 @@ fn an_agent_puts_the_caller_on_hold_and_back() {
         seconds > 2.0 && seconds < talk - 1.0,
         "{seconds} s recorded of {talk} s talk"
     );
+}
+
+#[test]
+fn an_agent_blind_transfers_the_caller_to_one_agent() {
+    let mut server = Santral::start("");
+    let (from_port, other_port, target_port) = (free_udp_port(), free_udp_port(), free_udp_port());
+    register_agent(&server, "2001", from_port);
+    // 2003 is available too, but the transfer names 2004.
+    register_agent(&server, "2003", other_port);
+    register_agent(&server, "2004", target_port);
+    let mut from = agent_args("agent_transfers.xml", from_port);
+    from.extend([
+        "-d".into(),
+        "2000".into(),
+        "-key".into(),
+        "refer_to".into(),
+        "2004".into(),
+    ]);
+    let from = spawn_sipp(&from);
+    let target = spawn_sipp(&agent_args("agent_answer.xml", target_port));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let caller = spawn_sipp(&caller_args("caller_menu_1.xml", &server, 7000));
+    let (ok, out) = wait_sipp(caller, Duration::from_secs(40));
+    assert!(ok, "caller: {out}\nserver: {:#?}", server.seen);
+    let (ok, out) = wait_sipp(from, Duration::from_secs(10));
+    assert!(ok, "2001 transferred: {out}");
+    let (ok, out) = wait_sipp(target, Duration::from_secs(10));
+    assert!(ok, "2004 answered: {out}");
+
+    assert!(server.wait_for_log("call ended", Duration::from_secs(10)));
+    let call = only_call(&server);
+    assert_eq!(call["disposition"], "answered", "{call}");
+    assert_eq!(call["agent"], "2004", "{call}");
+    assert_eq!(call["variables"]["transferred_from"], "2001", "{call}");
 }

@@ -69,10 +69,17 @@ impl Setup {
             .agents
             .accounts
             .iter()
-            .map(|a| AgentConfig {
-                id: a.id.clone(),
-                skills: a.skills.clone(),
-                languages: a.languages.clone(),
+            .map(|a| {
+                // Every agent also has a personal skill, so a call can be routed to one agent
+                // through the ACD (transfers to an agent): states, ring timeout and no-answer
+                // handling stay the ACD's.
+                let mut skills = a.skills.clone();
+                skills.insert(personal_skill(&a.id), 1);
+                AgentConfig {
+                    id: a.id.clone(),
+                    skills,
+                    languages: a.languages.clone(),
+                }
             })
             .collect();
         let queues = config.queues.clone();
@@ -93,6 +100,11 @@ impl Setup {
             login: config.agents.login,
         }
     }
+}
+
+/// The skill only agent `id` has (see [`Setup::from_config`]).
+pub fn personal_skill(id: &str) -> String {
+    format!("agent-{id}")
 }
 
 /// Converts the engine's monotonic instants into wall-clock Unix milliseconds for records.

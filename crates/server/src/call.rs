@@ -99,8 +99,9 @@ pub struct CallContext {
     pub customers: Arc<Mutex<CustomerDirectory>>,
     pub recordings_dir: PathBuf,
     pub recording: crate::config::RecordingConfig,
-    /// Queue names: REFER targets that are queues.
+    /// Queue names and agent ids: the REFER targets.
     pub queues: Vec<String>,
+    pub agent_ids: Vec<String>,
     /// For IVR `http` steps (connection pool shared by all calls).
     pub http: reqwest::Client,
     pub default_language: String,
@@ -1295,16 +1296,24 @@ impl CallTask {
         let Some(dialog) = leg.call.dialog_mut() else {
             return;
         };
-        if !self.ctx.queues.contains(&target) {
-            tracing::info!(%target, "REFER to something that is not a queue refused");
+        // A queue by name, or one agent (through the operator queue and the agent's personal
+        // skill, so the ACD still rings, times out and tracks the agent).
+        let (queue, skills) = if self.ctx.queues.contains(&target) {
+            (target.clone(), Default::default())
+        } else if self.ctx.agent_ids.contains(&target) && target != leg.agent {
+            let skills: std::collections::BTreeMap<String, u8> =
+                [(crate::agents::personal_skill(&target), 1)].into();
+            ("operator".to_owned(), skills)
+        } else {
+            tracing::info!(%target, "REFER to something that is neither a queue nor an agent refused");
             let refused = dialog.response(request, 403, "Forbidden");
             let _ = self.ctx.sip.respond(id, refused).await;
             return;
-        }
+        };
         let accepted = dialog.response(request, 202, "Accepted");
         let _ = self.ctx.sip.respond(id, accepted).await;
         let agent = leg.agent.clone();
-        tracing::info!(%agent, queue = %target, "blind transfer to a queue");
+        tracing::info!(%agent, %target, "blind transfer");
         // The transfer is done from the agent's point of view once the caller is queued.
         let notify = dialog.notify_refer(200, "OK", true);
         let hop = dialog.next_hop().unwrap_or(leg.peer.remote);
@@ -1329,9 +1338,9 @@ impl CallTask {
             .variables
             .insert("transferred_from".into(), serde_json::Value::String(agent));
         self.record.agent = None;
-        // The caller's media comes back from the bridge to wait in the new queue.
+        // The caller's media comes back from the bridge to wait in the new queue; the recording
+        // goes on in the same file when the next agent answers.
         self.held_agent = None;
-        self.finish_recording().await;
         if let Some(end) = self.stop_bridge().await {
             self.media = Some(start_caller_media(
                 &self.ctx,
@@ -1342,8 +1351,8 @@ impl CallTask {
         }
         self.acd_id = CallId(self.ctx.next_call.fetch_add(1, Ordering::Relaxed));
         let request = EnqueueRequest {
-            queue: Some(target),
-            skills: Default::default(),
+            queue: Some(queue),
+            skills,
             language: self.ivr.language().to_owned(),
             priority: 0,
             prompts: Vec::new(),
@@ -1411,7 +1420,9 @@ impl CallTask {
         self.caller_rtp_port = Some(caller_end.sockets.rtp_port());
         let (tap_tx, tap_rx) = mpsc::channel::<TickAudio>(256);
         let policy = self.ctx.recording.policy(self.record.queue.as_deref());
-        if policy.records(rand::random_range(0..100)) {
+        if self.recorder.is_some() {
+            // A transferred call: its recording is already running.
+        } else if policy.records(rand::random_range(0..100)) {
             self.recorder = self.start_recorder(tap_rx);
             if self.recorder.is_some() {
                 self.record_tap = Some(tap_tx);

@@ -173,6 +173,12 @@ pub async fn run(
         recordings_dir: config.storage.recordings.clone(),
         recording: config.recording.clone(),
         queues: config.queues.iter().map(|q| q.name.clone()).collect(),
+        agent_ids: config
+            .agents
+            .accounts
+            .iter()
+            .map(|a| a.id.clone())
+            .collect(),
         http: reqwest::Client::new(),
         default_language: config.prompts.default_language.clone(),
         next_call: AtomicU64::new(1),
