@@ -73,6 +73,24 @@ impl std::fmt::Display for AudioMode {
     }
 }
 
+/// The microphone level (peak of the last captured frame, 0.0–1.0), written by the media task
+/// each tick and read by the UI: one atomic, no lock on the audio path.
+#[derive(Debug, Clone, Default)]
+pub struct LevelMeter(std::sync::Arc<std::sync::atomic::AtomicU32>);
+
+impl LevelMeter {
+    pub fn set(&self, level: f32) {
+        self.0.store(
+            level.clamp(0.0, 1.0).to_bits(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    pub fn get(&self) -> f32 {
+        f32::from_bits(self.0.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
 /// The phone's microphone and speaker as seen by the media loop. Called once per 20 ms tick
 /// from the media task: implementations must not block.
 pub trait AudioPort: Send {

@@ -13,7 +13,7 @@ use tracing::debug;
 
 use santral_media::tone::{ToneGenerator, ToneKind};
 
-use crate::audio::AudioPort;
+use crate::audio::{AudioPort, LevelMeter};
 
 /// What the call asks of its running media.
 #[derive(Debug)]
@@ -69,6 +69,7 @@ pub async fn run_call_media(
     events: mpsc::Sender<MediaEvent>,
     mut audio: Box<dyn AudioPort>,
     beep: bool,
+    level: LevelMeter,
 ) -> CallMediaEnd {
     let mut beep = beep.then(|| ToneGenerator::new(ToneKind::Beep));
     let mut beep_frame: Frame = [0; FRAME_SAMPLES];
@@ -104,6 +105,7 @@ pub async fn run_call_media(
                 let now = Instant::now();
                 for _ in 0..due {
                     audio.capture(&mut microphone);
+                    level.set(if muted { 0.0 } else { audio.input_level() });
                     if muted {
                         microphone = [0; FRAME_SAMPLES];
                     }
@@ -148,6 +150,7 @@ pub async fn run_call_media(
             .await;
     }
     audio.call_ended();
+    level.set(0.0);
     CallMediaEnd {
         audio,
         quality: session.quality(),

@@ -200,6 +200,7 @@ async fn run_terminal(
     commands: mpsc::Receiver<Command>,
 ) -> anyhow::Result<()> {
     use ratatui::crossterm::event::{self, Event, KeyEventKind};
+    let level = phone.level_meter();
     let mut terminal = ratatui::try_init().context("cannot set up the terminal (try --no-tui)")?;
     let (key_tx, mut keys) = mpsc::channel(32);
     std::thread::spawn(move || {
@@ -232,6 +233,7 @@ async fn run_terminal(
                 _ = redraw.tick() => {}
             }
             let now = std::time::Instant::now();
+            view.set_input_level(level.get());
             if let Err(error) = terminal.draw(|frame| view.render(frame, now)) {
                 tracing::warn!(%error, "cannot draw");
                 let _ = command_tx.send(Command::Quit).await;

@@ -74,6 +74,7 @@ pub struct PhoneView {
     recent: VecDeque<RecentCall>,
     message: Option<String>,
     prompt: Option<Prompt>,
+    input_level: f32,
 }
 
 fn clock(duration: Duration) -> String {
@@ -97,6 +98,7 @@ impl PhoneView {
             recent: VecDeque::new(),
             message: None,
             prompt: None,
+            input_level: 0.0,
         }
     }
 
@@ -192,6 +194,11 @@ impl PhoneView {
         }
     }
 
+    /// The microphone's current peak level, 0.0–1.0 (shown as a meter during calls).
+    pub fn set_input_level(&mut self, level: f32) {
+        self.input_level = level.clamp(0.0, 1.0);
+    }
+
     fn set_phase(&mut self, phase: &'static str) {
         if let Some(call) = &mut self.call {
             call.phase = phase;
@@ -270,7 +277,7 @@ impl PhoneView {
     pub fn render(&self, frame: &mut Frame, now: Instant) {
         let [status, call, recent, keys, prompt] = Layout::vertical([
             Constraint::Length(4),
-            Constraint::Length(6),
+            Constraint::Length(7),
             Constraint::Min(3),
             Constraint::Length(1),
             Constraint::Length(1),
@@ -342,6 +349,15 @@ impl PhoneView {
                     lines.push(Line::from(format!(
                         "IVR: {}",
                         pop.ivr_path.as_deref().unwrap_or("-")
+                    )));
+                }
+                if c.connected_at.is_some() {
+                    // Ten steps of 10 %: enough to see that the headset picks the voice up.
+                    let bars = (self.input_level * 10.0).round() as usize;
+                    lines.push(Line::from(format!(
+                        "Mic: [{}{}]",
+                        "#".repeat(bars.min(10)),
+                        " ".repeat(10 - bars.min(10))
                     )));
                 }
                 if let Some(url) = &c.crm_url {
@@ -465,6 +481,7 @@ mod tests {
             },
             t0 + Duration::from_secs(2),
         );
+        view.set_input_level(0.42);
         let lines = screen(&view, t0 + Duration::from_secs(65));
         assert_eq!(
             lines,
@@ -477,11 +494,11 @@ mod tests {
                 "│CONNECTED from 05321234567  01:03  PCMA                                       │",
                 "│Queue: billing  waited 7 s  Customer: not verified                            │",
                 "│IVR: hours,welcome,menu,billing                                               │",
+                "│Mic: [####      ]                                                             │",
                 "│CRM: https://crm.example/?n=05321234567                                       │",
                 "└──────────────────────────────────────────────────────────────────────────────┘",
                 "┌ Recent calls ────────────────────────────────────────────────────────────────┐",
                 "│None yet.                                                                     │",
-                "│                                                                              │",
                 "└──────────────────────────────────────────────────────────────────────────────┘",
                 "a:answer h:hangup d:dial o:hold m:mute t:xfer r:ready p:pause w:wrapup q:quit   ",
                 "                                                                                ",
@@ -528,10 +545,10 @@ mod tests {
                 "│                                                                              │",
                 "│                                                                              │",
                 "│                                                                              │",
+                "│                                                                              │",
                 "└──────────────────────────────────────────────────────────────────────────────┘",
                 "┌ Recent calls ────────────────────────────────────────────────────────────────┐",
                 "│sip:1000@127.0.0.1:5060  -  00:00  failed 486                                 │",
-                "│                                                                              │",
                 "└──────────────────────────────────────────────────────────────────────────────┘",
                 "a:answer h:hangup d:dial o:hold m:mute t:xfer r:ready p:pause w:wrapup q:quit   ",
                 "Dial: 1000_  (Enter / Esc)                                                      ",

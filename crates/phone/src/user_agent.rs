@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument as _, info, warn};
 
 use crate::agent_control::AgentControl;
-use crate::audio::AudioPort;
+use crate::audio::{AudioPort, LevelMeter};
 use crate::call_media::{CallMediaCommand, CallMediaEnd, run_call_media, run_ringer};
 use crate::command::Command;
 use crate::event::{DeviceSamples, PhoneEvent, ScreenPop, crm_url};
@@ -183,6 +183,7 @@ pub struct UserAgent {
     muted: bool,
     keepalive: Option<Keepalive>,
     ringer: Option<Ringer>,
+    level: LevelMeter,
 }
 
 /// The running ringtone: its stop switch and the task that gives the audio port back.
@@ -236,6 +237,7 @@ impl UserAgent {
             events,
             muted: false,
             ringer: None,
+            level: LevelMeter::default(),
             keepalive: config
                 .keepalive
                 .filter(|_| config.register)
@@ -249,6 +251,11 @@ impl UserAgent {
                 }),
             config,
         })
+    }
+
+    /// The microphone level during calls, for the UI's meter.
+    pub fn level_meter(&self) -> LevelMeter {
+        self.level.clone()
     }
 
     pub fn contact(&self) -> &str {
@@ -698,6 +705,7 @@ impl UserAgent {
                 self.media_events_tx.clone(),
                 audio,
                 beep,
+                self.level.clone(),
             )
             .instrument(call.span.clone()),
         );
