@@ -48,6 +48,14 @@ pub async fn run_ringer(
     audio
 }
 
+/// The call's audio side: the port, whether to beep at the start (auto-answer on a headset),
+/// and the meter the UI reads.
+pub struct CallAudio {
+    pub port: Box<dyn AudioPort>,
+    pub beep: bool,
+    pub level: LevelMeter,
+}
+
 /// What is handed back when the media stops.
 pub struct CallMediaEnd {
     pub audio: Box<dyn AudioPort>,
@@ -67,10 +75,13 @@ pub async fn run_call_media(
     mut ticks: watch::Receiver<u64>,
     mut commands: mpsc::Receiver<CallMediaCommand>,
     events: mpsc::Sender<MediaEvent>,
-    mut audio: Box<dyn AudioPort>,
-    beep: bool,
-    level: LevelMeter,
+    audio: CallAudio,
 ) -> CallMediaEnd {
+    let CallAudio {
+        port: mut audio,
+        beep,
+        level,
+    } = audio;
     let mut beep = beep.then(|| ToneGenerator::new(ToneKind::Beep));
     let mut beep_frame: Frame = [0; FRAME_SAMPLES];
     let mut rtp_buffer = [0u8; 2048];

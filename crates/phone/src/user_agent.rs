@@ -28,7 +28,7 @@ use tracing::{Instrument as _, info, warn};
 
 use crate::agent_control::AgentControl;
 use crate::audio::{AudioPort, LevelMeter};
-use crate::call_media::{CallMediaCommand, CallMediaEnd, run_call_media, run_ringer};
+use crate::call_media::{CallAudio, CallMediaCommand, CallMediaEnd, run_call_media, run_ringer};
 use crate::command::Command;
 use crate::event::{DeviceSamples, PhoneEvent, ScreenPop, crm_url};
 
@@ -703,9 +703,11 @@ impl UserAgent {
                 self.pacer.subscribe(),
                 command_rx,
                 self.media_events_tx.clone(),
-                audio,
-                beep,
-                self.level.clone(),
+                CallAudio {
+                    port: audio,
+                    beep,
+                    level: self.level.clone(),
+                },
             )
             .instrument(call.span.clone()),
         );
