@@ -631,3 +631,64 @@ fn an_agent_blind_transfers_the_caller_to_one_agent() {
     assert_eq!(call["agent"], "2004", "{call}");
     assert_eq!(call["variables"]["transferred_from"], "2001", "{call}");
 }
+
+#[test]
+fn a_caller_waiting_past_max_wait_goes_on_in_the_flow() {
+    // Billing's maximum wait cut from 10 minutes to 3 seconds; nobody is logged in.
+    let flows = support::demo_flows_with(&[("max_wait: 10m", "max_wait: 3s")]);
+    let mut server = Santral::start(&format!("flows:\n  dir: {}\n", flows.path().display()));
+    let caller = spawn_sipp(&caller_args("caller_abandons.xml", &server, 14000));
+    assert!(
+        server.wait_for_log("maximum wait reached", Duration::from_secs(15)),
+        "{:#?}",
+        server.seen
+    );
+    let (ok, out) = wait_sipp(caller, Duration::from_secs(40));
+    assert!(ok, "caller: {out}");
+    assert!(server.wait_for_log("call ended", Duration::from_secs(10)));
+    let call = only_call(&server);
+    let path: Vec<&str> = call["ivr_path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.as_str())
+        .collect();
+    // on_timeout: busy → "all agents are busy" → voicemail.
+    assert!(path.contains(&"main.busy"), "{path:?}");
+    assert!(path.contains(&"main.voicemail"), "{path:?}");
+    let wait = call["wait_ms"].as_i64().unwrap();
+    assert!((2500..6000).contains(&wait), "waited {wait} ms");
+    assert_eq!(call["disposition"], "voicemail", "{call}");
+}
+
+#[test]
+fn a_transfer_step_rings_the_named_agent() {
+    // A hotline whose flow sends every caller straight to agent 2004.
+    let flows = support::demo_flows_with(&[]);
+    std::fs::write(
+        flows.path().join("direct.yaml"),
+        "start: to_john\nsteps:\n  to_john:\n    transfer: { to: \"2004\", timeout: 10s, on_failure: sorry }\n  \
+         sorry:\n    play: { prompts: [all_agents_busy], next: bye }\n  bye:\n    hangup: { reason: no answer }\n",
+    )
+    .unwrap();
+    let mut server = Santral::start(&format!(
+        "flows:\n  dir: {}\nhotlines:\n  - {{ number: \"1000\", flow: main }}\n  - {{ number: \"1002\", flow: direct }}\n",
+        flows.path().display()
+    ));
+    let (other_port, john_port) = (free_udp_port(), free_udp_port());
+    register_agent(&server, "2001", other_port);
+    register_agent(&server, "2004", john_port);
+    let john = spawn_sipp(&agent_args("agent_answer.xml", john_port));
+    std::thread::sleep(Duration::from_millis(300));
+    let mut args = caller_args("caller_menu_1.xml", &server, 4000);
+    args[3] = "1002".into();
+    let caller = spawn_sipp(&args);
+    let (ok, out) = wait_sipp(caller, Duration::from_secs(40));
+    assert!(ok, "caller: {out}\nserver: {:#?}", server.seen);
+    let (ok, out) = wait_sipp(john, Duration::from_secs(10));
+    assert!(ok, "2004 answered: {out}");
+    assert!(server.wait_for_log("call ended", Duration::from_secs(10)));
+    let call = only_call(&server);
+    assert_eq!(call["disposition"], "answered", "{call}");
+    assert_eq!(call["agent"], "2004", "{call}");
+}

@@ -203,6 +203,10 @@ struct CallTask {
     message: Option<(String, JoinHandle<Option<PathBuf>>, RecordPurpose)>,
     /// The caller left a voicemail.
     left_voicemail: bool,
+    /// When a queued caller stops waiting (the queue step's `max_wait`, a transfer's timeout).
+    queue_deadline: Option<Instant>,
+    /// The queue wait is the IVR's `transfer` step, not a `queue` step.
+    transfer_step: bool,
     /// Position / wait announcements while queued: what to say, how often, when next.
     announce: Option<(santral_ivr::model::Announce, Instant)>,
     phase: Phase,
@@ -394,6 +398,8 @@ async fn run(
         held_agent: None,
         message: None,
         left_voicemail: false,
+        queue_deadline: None,
+        transfer_step: false,
         announce: None,
         phase: Phase::Ivr,
         queued_at: None,
@@ -465,6 +471,9 @@ impl CallTask {
                         self.handle_bridge_event(leg, event).await;
                     }
                 },
+                _ = sleep_until_deadline(self.queue_deadline), if self.queue_outcome_pending && self.queue_deadline.is_some() => {
+                    self.queue_wait_over().await;
+                }
                 _ = sleep_until_announcement(&self.announce), if self.phase == Phase::Queued && self.announce.is_some() => {
                     self.announce_position().await;
                 }
@@ -723,13 +732,7 @@ impl CallTask {
                             .await;
                     }
                 }
-                Command::Transfer { to, .. } => {
-                    tracing::warn!(%to, "transfer is not supported yet");
-                    self.ivr.handle(
-                        IvrEvent::TransferResult { connected: false },
-                        Instant::now(),
-                    );
-                }
+                Command::Transfer { to, timeout } => self.transfer_to_agent(to, timeout).await,
                 Command::Record { purpose, beep, .. } => {
                     self.start_message(purpose, beep).await;
                 }
@@ -892,6 +895,7 @@ impl CallTask {
         }
         self.queued_at = Some(Instant::now());
         self.queued_at_ms = Some(unix_ms());
+        self.queue_deadline = request.max_wait.map(|wait| Instant::now() + wait);
         self.phase = Phase::Queued;
         self.in_acd = true;
         self.queue_outcome_pending = true;
@@ -1034,6 +1038,77 @@ impl CallTask {
         let _ = media.commands.send(MediaCommand::Detach).await;
         if let Ok(end) = media.driver.await {
             self.media = Some(start_caller_media(&self.ctx, end.session, end.sockets, tap));
+        }
+    }
+
+    /// The IVR's `transfer` step: ring one agent through the ACD (operator queue and the agent's
+    /// personal skill) for at most `timeout`; the flow hears whether it connected.
+    async fn transfer_to_agent(&mut self, to: String, timeout: Duration) {
+        if !self.ctx.agent_ids.contains(&to) {
+            tracing::info!(%to, "transfer target is not an agent");
+            self.ivr.handle(
+                IvrEvent::TransferResult { connected: false },
+                Instant::now(),
+            );
+            return;
+        }
+        self.transfer_step = true;
+        let request = EnqueueRequest {
+            queue: Some("operator".to_owned()),
+            skills: [(crate::agents::personal_skill(&to), 1)].into(),
+            language: self.ivr.language().to_owned(),
+            priority: 5,
+            prompts: Vec::new(),
+            announce: santral_ivr::model::Announce {
+                position: false,
+                wait_time: false,
+                every: santral_ivr::model::FlowDuration(Duration::from_secs(30)),
+            },
+            max_wait: Some(timeout),
+            exit_digit: None,
+        };
+        self.enqueue(request).await;
+    }
+
+    /// The caller waited as long as the flow allows: out of the queue, and the flow goes on
+    /// (`on_timeout`, or the transfer's `on_failure`).
+    async fn queue_wait_over(&mut self) {
+        self.queue_deadline = None;
+        if !self.queue_outcome_pending || self.answered_at.is_some() {
+            return;
+        }
+        tracing::info!("maximum wait reached");
+        self.queue_outcome_pending = false;
+        self.note_wait();
+        if let Some(agent) = self.agent_leg.as_ref().map(|leg| leg.agent.clone()) {
+            self.cancel_agent(&agent).await;
+        }
+        if self.in_acd {
+            let _ = self
+                .ctx
+                .agents
+                .send(AgentsInput::CallerHungUp(self.acd_id))
+                .await;
+            self.in_acd = false;
+        }
+        self.record.hangup_reason = Some("queue exit: timeout".into());
+        self.phase = Phase::Ivr;
+        self.announce = None;
+        self.media_command(MediaCommand::Stop).await;
+        let event = if std::mem::take(&mut self.transfer_step) {
+            IvrEvent::TransferResult { connected: false }
+        } else {
+            IvrEvent::QueueResult(QueueOutcome::Timeout)
+        };
+        self.ivr.handle(event, Instant::now());
+        self.run_commands().await;
+        self.publish_live().await;
+    }
+
+    /// The caller stopped waiting without an agent: the record keeps how long it waited.
+    fn note_wait(&mut self) {
+        if let Some(queued) = self.queued_at {
+            self.record.wait_ms = Some(queued.elapsed().as_millis() as i64);
         }
     }
 
@@ -1399,12 +1474,15 @@ impl CallTask {
             .send(AgentsInput::OfferAnswered(self.acd_id, agent.clone()))
             .await;
         self.in_acd = true;
-        self.ivr.handle(
+        self.queue_deadline = None;
+        let event = if std::mem::take(&mut self.transfer_step) {
+            IvrEvent::TransferResult { connected: true }
+        } else {
             IvrEvent::QueueResult(QueueOutcome::Answered {
                 agent: agent.clone(),
-            }),
-            now,
-        );
+            })
+        };
+        self.ivr.handle(event, now);
         self.queue_outcome_pending = false;
         // Hand the caller's media over to the bridge.
         let Some(media) = self.media.take() else {
@@ -1644,11 +1722,18 @@ impl CallTask {
             LeaveReason::Overflow { .. } | LeaveReason::Answered { .. } => return,
         };
         tracing::info!(?outcome, "left the queue");
+        self.note_wait();
         self.record.hangup_reason = Some(format!("queue exit: {}", reason.as_str()));
         self.phase = Phase::Ivr;
+        self.queue_deadline = None;
+        self.announce = None;
         self.media_command(MediaCommand::Stop).await;
-        self.ivr
-            .handle(IvrEvent::QueueResult(outcome), Instant::now());
+        let event = if std::mem::take(&mut self.transfer_step) {
+            IvrEvent::TransferResult { connected: false }
+        } else {
+            IvrEvent::QueueResult(outcome)
+        };
+        self.ivr.handle(event, Instant::now());
         self.run_commands().await;
         self.publish_live().await;
     }
@@ -1845,6 +1930,13 @@ fn sanitize(call_id: &str) -> String {
             }
         })
         .collect()
+}
+
+async fn sleep_until_deadline(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until_announcement(announce: &Option<(santral_ivr::model::Announce, Instant)>) {
