@@ -324,6 +324,23 @@ fn agent_phone_answers_a_hotline_call_and_audio_flows_both_ways() {
     write_wav(&caller_in, &caller_voice);
 
     let agent_audio = format!("file:{},{}", agent_in.display(), agent_out.display());
+    // The CRM "browser": a script that writes down the URL it was asked to open.
+    let crm_opener = dir.path().join("open-crm.sh");
+    let crm_opened = dir.path().join("crm-opened.txt");
+    std::fs::write(
+        &crm_opener,
+        format!(
+            "#!/bin/sh\nprintf '%s' \"$1\" > '{}'\n",
+            crm_opened.display()
+        ),
+    )
+    .expect("write the CRM opener");
+    std::fs::set_permissions(
+        &crm_opener,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod the CRM opener");
+    let crm_command = crm_opener.display().to_string();
     let mut agent = Phone::start(&[
         "--server",
         &server_addr,
@@ -334,6 +351,10 @@ fn agent_phone_answers_a_hotline_call_and_audio_flows_both_ways() {
         "--auto-answer",
         "--audio",
         &agent_audio,
+        "--crm-url",
+        "https://crm.invalid/customer?phone={caller}",
+        "--crm-command",
+        &crm_command,
     ]);
     agent.expect_event("registered", Duration::from_secs(10));
     assert!(
@@ -371,6 +392,8 @@ fn agent_phone_answers_a_hotline_call_and_audio_flows_both_ways() {
     );
     let answered = agent.expect_event("answered", Duration::from_secs(5));
     assert!(answered["codec"].is_string());
+    let crm_url = "https://crm.invalid/customer?phone=05321234567";
+    assert_eq!(offered["crm_url"], crm_url, "screen-pop: {offered}");
 
     // Talk for a while, then the customer hangs up.
     std::thread::sleep(Duration::from_secs(4));
@@ -382,6 +405,11 @@ fn agent_phone_answers_a_hotline_call_and_audio_flows_both_ways() {
     assert!(agent_end["duration_secs"].as_f64().unwrap_or(0.0) > 3.0);
     caller.quit();
     agent.quit();
+    assert_eq!(
+        std::fs::read_to_string(&crm_opened).ok().as_deref(),
+        Some(crm_url),
+        "the CRM command was not run with the caller's URL"
+    );
 
     // The agent heard the customer: the whole agent recording is the bridged call.
     let heard_by_agent = read_wav(&agent_out);

@@ -127,6 +127,7 @@ async fn run(settings: Settings, no_tui: bool) -> anyhow::Result<()> {
         retry_after: Duration::from_secs(5),
         auto_answer: settings.auto_answer,
         crm_url: settings.crm_url.clone(),
+        crm_command: settings.crm_command.clone(),
         rtp_ports: parse_ports(&settings.rtp_ports)?,
         keepalive: (settings.keepalive_secs > 0)
             .then(|| Duration::from_secs(settings.keepalive_secs)),

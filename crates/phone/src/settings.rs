@@ -62,6 +62,10 @@ pub struct Cli {
     /// CRM URL template opened on incoming calls; `{caller}` is the caller's number.
     #[arg(long)]
     pub crm_url: Option<String>,
+    /// Program run with the filled CRM URL as its one argument on each incoming call
+    /// (e.g. xdg-open); no shell is involved.
+    #[arg(long)]
+    pub crm_command: Option<String>,
     /// RTP port range, FIRST-LAST.
     #[arg(long)]
     pub rtp_ports: Option<String>,
@@ -90,6 +94,7 @@ pub struct FileSettings {
     pub http: Option<String>,
     pub http_token: Option<String>,
     pub crm_url: Option<String>,
+    pub crm_command: Option<String>,
     pub rtp_ports: Option<String>,
     pub keepalive: Option<u64>,
 }
@@ -148,6 +153,7 @@ pub struct Settings {
     pub http: Option<String>,
     pub http_token: Option<String>,
     pub crm_url: Option<String>,
+    pub crm_command: Option<String>,
     pub rtp_ports: String,
     pub keepalive_secs: u64,
 }
@@ -193,6 +199,7 @@ impl Settings {
             http: cli.http.or(file.http),
             http_token: cli.http_token.or(file.http_token),
             crm_url: cli.crm_url.or(file.crm_url),
+            crm_command: cli.crm_command.or(file.crm_command),
             rtp_ports: cli
                 .rtp_ports
                 .or(file.rtp_ports)

@@ -46,6 +46,8 @@ pub struct UserAgentConfig {
     pub retry_after: Duration,
     pub auto_answer: bool,
     pub crm_url: Option<String>,
+    /// Opens the CRM URL (run with the URL as its only argument).
+    pub crm_command: Option<String>,
     pub rtp_ports: RangeInclusive<u16>,
     /// OPTIONS to the server this often while registered: a lost server is noticed, and when
     /// it answers again (restarted, network back) the phone registers at once.
@@ -601,6 +603,12 @@ impl UserAgent {
             pending_refer: None,
             span,
         });
+        if let (Some(program), Some(url)) = (&self.config.crm_command, &crm) {
+            // Fire and forget; reaped by the OS when the phone exits, logged if it cannot start.
+            if let Err(error) = tokio::process::Command::new(program).arg(url).spawn() {
+                warn!(%error, %program, "cannot open the CRM");
+            }
+        }
         self.emit(PhoneEvent::IncomingCall {
             call_id,
             screen_pop,
