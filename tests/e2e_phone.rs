@@ -119,8 +119,19 @@ impl Drop for Server {
     }
 }
 
+/// A port free for both UDP and TCP (the server listens on both with one number).
+fn free_sip_port() -> u16 {
+    for _ in 0..100 {
+        let port = free_udp_port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP on 127.0.0.1")
+}
+
 fn start_server() -> Server {
-    start_server_on(free_udp_port(), free_tcp_port())
+    start_server_on(free_sip_port(), free_tcp_port())
 }
 
 /// A server on given ports (a restart keeps them), with a fresh data directory.
@@ -131,7 +142,7 @@ fn start_server_on(sip: u16, http: u16) -> Server {
     std::fs::write(
         &config,
         format!(
-            "sip:\n  listen:\n    - udp: 127.0.0.1:{sip}\nhttp:\n  listen: 127.0.0.1:{http}\n  \
+            "sip:\n  listen:\n    - udp: 127.0.0.1:{sip}\n    - tcp: 127.0.0.1:{sip}\nhttp:\n  listen: 127.0.0.1:{http}\n  \
              token: test-token\nstorage:\n  database: {data}/santral.db\n  recordings: {data}/recordings\n"
         ),
     )
@@ -926,4 +937,55 @@ fn agent_controls_over_http_and_feature_codes() {
     let ended = codes.expect_event("ended", Duration::from_secs(20));
     assert_eq!(ended["reason"], "remote hangup");
     codes.quit();
+}
+
+/// SIP over TCP: the agent phone registers over a stream connection and takes a hotline call
+/// offered over TCP, while the customer's phone uses UDP.
+#[test]
+fn agent_phone_over_tcp_takes_a_call() {
+    let server = start_server();
+    let server_addr = format!("127.0.0.1:{}", server.sip);
+    let mut agent = Phone::start(&[
+        "--server",
+        &server_addr,
+        "--transport",
+        "tcp",
+        "--user",
+        "2001",
+        "--password",
+        "secret2001",
+        "--auto-answer",
+        "--audio",
+        "null",
+    ]);
+    let started = agent.expect_event("started", Duration::from_secs(10));
+    assert!(
+        started["contact"]
+            .as_str()
+            .is_some_and(|c| c.ends_with(";transport=tcp")),
+        "{started}"
+    );
+    agent.expect_event("registered", Duration::from_secs(10));
+    let mut caller = Phone::start(&[
+        "--server",
+        &server_addr,
+        "--user",
+        "05321234567",
+        "--no-register",
+        "--audio",
+        "null",
+    ]);
+    caller.send("dial 1000");
+    caller.expect_event("answered", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(800));
+    caller.send("dtmf 1");
+    let offered = agent.expect_event("incoming_call", Duration::from_secs(20));
+    assert_eq!(offered["queue"], "billing");
+    agent.expect_event("answered", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(1));
+    caller.send("hangup");
+    let ended = agent.expect_event("ended", Duration::from_secs(10));
+    assert_eq!(ended["reason"], "remote hangup");
+    caller.quit();
+    agent.quit();
 }
