@@ -303,3 +303,74 @@ fn feature_codes_change_the_agent_state_after_digest_auth() {
         "{calls}"
     );
 }
+
+#[test]
+fn an_agent_phone_calls_another_agent() {
+    let mut server = Santral::start("");
+    let (ayse_port, john_port) = (
+        support::free_udp_port().to_string(),
+        support::free_udp_port(),
+    );
+    let (ok, out) = sipp(
+        "register.xml",
+        "u1",
+        server.sip_udp,
+        &[
+            "-s",
+            "2001",
+            "-au",
+            "2001",
+            "-ap",
+            "secret2001",
+            "-p",
+            &ayse_port,
+        ],
+    );
+    assert!(ok, "REGISTER 2001: {out}");
+    support::register_agent(&server, "2004", john_port);
+    let mut john = support::agent_args("agent_hangs_up.xml", john_port);
+    john.extend(["-d".into(), "2000".into()]);
+    let john = support::spawn_sipp(&john);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // 2001 dials 2004 from its registered phone: challenged, authenticated, 2004 rings and
+    // answers, hangs up after 2 s, and santral hangs up on 2001.
+    let (ok, out) = sipp(
+        "agent_feature_code.xml",
+        "u1",
+        server.sip_udp,
+        &[
+            "-s",
+            "2004",
+            "-key",
+            "agent",
+            "2001",
+            "-au",
+            "2001",
+            "-ap",
+            "secret2001",
+            "-p",
+            &ayse_port,
+            "-mp",
+            &support::free_udp_port().to_string(),
+        ],
+    );
+    assert!(ok, "2001 → 2004: {out}\n{:#?}", server.seen);
+    let (ok, out) = support::wait_sipp(john, Duration::from_secs(10));
+    assert!(ok, "2004 answered and hung up: {out}");
+    assert!(server.wait_for_log("call ended", Duration::from_secs(10)));
+    let call = support::only_call(&server);
+    assert_eq!(call["dialled"], "2004", "{call}");
+    assert_eq!(call["caller"], "2001", "{call}");
+    assert_eq!(call["agent"], "2004", "{call}");
+    assert_eq!(call["disposition"], "answered", "{call}");
+
+    // The same INVITE from an address that is no agent's phone is refused outright.
+    let (ok, out) = sipp(
+        "caller_refused_403.xml",
+        "u1",
+        server.sip_udp,
+        &["-s", "2004", "-mp", &support::free_udp_port().to_string()],
+    );
+    assert!(ok, "INVITE 2004 from a stranger → 403: {out}");
+}

@@ -493,7 +493,13 @@ impl Dispatcher {
                 call::spawn(self.ctx.clone(), flow, id, request, peer);
                 return;
             }
-            // Unauthenticated callers reach hotlines only: no toll fraud, no agent enumeration.
+            // An agent's phone calling another agent: challenged like a feature code.
+            if self.agent_ids.contains(&dialled) && is_registered_source(registrar, peer.remote) {
+                self.agent_call(registrar, id, request, peer, &dialled)
+                    .await;
+                return;
+            }
+            // Anyone else reaches hotlines only: no toll fraud, no agent enumeration.
             let (code, reason) = if self.agent_ids.contains(&dialled) {
                 (403, "Forbidden")
             } else {
@@ -601,11 +607,63 @@ impl Dispatcher {
         call::spawn(self.ctx.clone(), flow.to_owned(), id, request, peer);
     }
 
+    /// An authenticated agent calls another agent: the `agent-direct` flow rings the callee
+    /// through the ACD.
+    async fn agent_call(
+        &mut self,
+        registrar: &mut Registrar,
+        id: TransactionId,
+        request: Message,
+        peer: Peer,
+        callee: &str,
+    ) {
+        let caller = match registrar.authenticate(Instant::now(), &request, peer.remote.ip()) {
+            Ok(user) => user,
+            Err(reply) => {
+                self.respond(id, reply.response).await;
+                return;
+            }
+        };
+        if self.draining {
+            let mut busy = simple(&request, 503, "Service Unavailable");
+            busy.push_header("Retry-After", "30");
+            self.respond(id, busy).await;
+            return;
+        }
+        if caller == callee {
+            self.respond(id, simple(&request, 486, "Busy Here")).await;
+            return;
+        }
+        let Some(call_id) = request.call_id().map(str::to_owned) else {
+            return;
+        };
+        tracing::info!(%caller, %callee, "agent calls agent");
+        self.invites.insert(id, call_id);
+        call::spawn(
+            self.ctx.clone(),
+            "agent-direct".to_owned(),
+            id,
+            request,
+            peer,
+        );
+    }
+
     async fn respond(&self, id: TransactionId, response: Message) {
         if let Err(error) = self.ctx.sip.respond(id, response).await {
             tracing::debug!(%error, "could not respond");
         }
     }
+}
+
+/// Whether `remote` is where some account's registration came from (an agent's phone).
+fn is_registered_source(registrar: &Registrar, remote: SocketAddr) -> bool {
+    let now = Instant::now();
+    registrar.registered_users(now).iter().any(|user| {
+        registrar
+            .contacts(now, user)
+            .iter()
+            .any(|binding| binding.source.remote == remote)
+    })
 }
 
 /// Loads and validates the flows against the configured queues, languages and prompts.
