@@ -91,6 +91,48 @@ impl LevelMeter {
     }
 }
 
+/// The running call's quality (MOS, loss, jitter), refreshed by the media task about once a
+/// second and read by the UI. Stored as atomics (hundredths), so neither side waits.
+#[derive(Debug, Clone, Default)]
+pub struct QualityGauge(std::sync::Arc<[std::sync::atomic::AtomicU32; 3]>);
+
+/// A reading of [`QualityGauge`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QualityReading {
+    pub mos: f64,
+    pub loss_percent: f64,
+    pub jitter_ms: f64,
+}
+
+impl QualityGauge {
+    pub fn set(&self, reading: Option<QualityReading>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let hundredths = |v: f64| (v.clamp(0.0, 40_000_000.0) * 100.0) as u32 + 1;
+        match reading {
+            Some(r) => {
+                self.0[0].store(hundredths(r.mos), Relaxed);
+                self.0[1].store(hundredths(r.loss_percent), Relaxed);
+                self.0[2].store(hundredths(r.jitter_ms), Relaxed);
+            }
+            // 0 means "no reading" (hundredths are stored plus one).
+            None => self.0.iter().for_each(|v| v.store(0, Relaxed)),
+        }
+    }
+
+    pub fn get(&self) -> Option<QualityReading> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let value = |i: usize| match self.0[i].load(Relaxed) {
+            0 => None,
+            v => Some(f64::from(v - 1) / 100.0),
+        };
+        Some(QualityReading {
+            mos: value(0)?,
+            loss_percent: value(1)?,
+            jitter_ms: value(2)?,
+        })
+    }
+}
+
 /// The phone's microphone and speaker as seen by the media loop. Called once per 20 ms tick
 /// from the media task: implementations must not block.
 pub trait AudioPort: Send {
@@ -274,6 +316,26 @@ mod tests {
         let samples: Vec<i16> = reader.into_samples().map(|s| s.unwrap()).collect();
         assert_eq!(samples.len(), 320);
         assert!(samples.iter().all(|&s| s == 1234));
+    }
+
+    #[test]
+    fn meters_carry_readings_between_tasks() {
+        let gauge = QualityGauge::default();
+        assert_eq!(gauge.get(), None);
+        let shared = gauge.clone();
+        shared.set(Some(QualityReading {
+            mos: 4.38,
+            loss_percent: 0.0,
+            jitter_ms: 12.5,
+        }));
+        let reading = gauge.get().unwrap();
+        assert!((reading.mos - 4.38).abs() < 0.011 && reading.loss_percent == 0.0);
+        assert!((reading.jitter_ms - 12.5).abs() < 0.011);
+        shared.set(None);
+        assert_eq!(gauge.get(), None);
+        let level = LevelMeter::default();
+        level.clone().set(1.7);
+        assert_eq!(level.get(), 1.0);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tracing::debug;
 
 use santral_media::tone::{ToneGenerator, ToneKind};
 
-use crate::audio::{AudioPort, LevelMeter};
+use crate::audio::{AudioPort, LevelMeter, QualityGauge, QualityReading};
 
 /// What the call asks of its running media.
 #[derive(Debug)]
@@ -54,7 +54,11 @@ pub struct CallAudio {
     pub port: Box<dyn AudioPort>,
     pub beep: bool,
     pub level: LevelMeter,
+    pub quality: QualityGauge,
 }
+
+/// Ticks between quality readings (one second).
+const QUALITY_EVERY_TICKS: u64 = 50;
 
 /// What is handed back when the media stops.
 pub struct CallMediaEnd {
@@ -81,7 +85,9 @@ pub async fn run_call_media(
         port: mut audio,
         beep,
         level,
+        quality,
     } = audio;
+    let mut ticks_seen = 0u64;
     let mut beep = beep.then(|| ToneGenerator::new(ToneKind::Beep));
     let mut beep_frame: Frame = [0; FRAME_SAMPLES];
     let mut rtp_buffer = [0u8; 2048];
@@ -137,6 +143,16 @@ pub async fn run_call_media(
                         _ => audio.play(session.received_frame()),
                     }
                 }
+                ticks_seen += due;
+                if ticks_seen >= QUALITY_EVERY_TICKS {
+                    ticks_seen = 0;
+                    let summary = session.quality();
+                    quality.set((summary.packets_expected > 0).then_some(QualityReading {
+                        mos: summary.mos,
+                        loss_percent: summary.loss_percent,
+                        jitter_ms: summary.mean_jitter_ms,
+                    }));
+                }
                 if let Some(transmit) = session.poll_rtcp(now) {
                     let _ = sockets.rtcp.send_to(transmit.payload, transmit.destination).await;
                 }
@@ -162,6 +178,7 @@ pub async fn run_call_media(
     }
     audio.call_ended();
     level.set(0.0);
+    quality.set(None);
     CallMediaEnd {
         audio,
         quality: session.quality(),

@@ -202,6 +202,7 @@ async fn run_terminal(
 ) -> anyhow::Result<()> {
     use ratatui::crossterm::event::{self, Event, KeyEventKind};
     let level = phone.level_meter();
+    let quality = phone.quality_gauge();
     let mut terminal = ratatui::try_init().context("cannot set up the terminal (try --no-tui)")?;
     let (key_tx, mut keys) = mpsc::channel(32);
     std::thread::spawn(move || {
@@ -235,6 +236,7 @@ async fn run_terminal(
             }
             let now = std::time::Instant::now();
             view.set_input_level(level.get());
+            view.set_quality(quality.get());
             if let Err(error) = terminal.draw(|frame| view.render(frame, now)) {
                 tracing::warn!(%error, "cannot draw");
                 let _ = command_tx.send(Command::Quit).await;

@@ -12,6 +12,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 
+use crate::audio::QualityReading;
 use crate::command::Command;
 use crate::event::{PhoneEvent, ScreenPop};
 
@@ -75,6 +76,7 @@ pub struct PhoneView {
     message: Option<String>,
     prompt: Option<Prompt>,
     input_level: f32,
+    quality: Option<QualityReading>,
 }
 
 fn clock(duration: Duration) -> String {
@@ -99,6 +101,7 @@ impl PhoneView {
             message: None,
             prompt: None,
             input_level: 0.0,
+            quality: None,
         }
     }
 
@@ -197,6 +200,11 @@ impl PhoneView {
     /// The microphone's current peak level, 0.0–1.0 (shown as a meter during calls).
     pub fn set_input_level(&mut self, level: f32) {
         self.input_level = level.clamp(0.0, 1.0);
+    }
+
+    /// The running call's quality, when the media has measured it.
+    pub fn set_quality(&mut self, quality: Option<QualityReading>) {
+        self.quality = quality;
     }
 
     fn set_phase(&mut self, phase: &'static str) {
@@ -354,8 +362,17 @@ impl PhoneView {
                 if c.connected_at.is_some() {
                     // Ten steps of 10 %: enough to see that the headset picks the voice up.
                     let bars = (self.input_level * 10.0).round() as usize;
+                    let quality = self
+                        .quality
+                        .map(|q| {
+                            format!(
+                                "  Quality: MOS {:.1}, loss {:.1} %, jitter {:.1} ms",
+                                q.mos, q.loss_percent, q.jitter_ms
+                            )
+                        })
+                        .unwrap_or_default();
                     lines.push(Line::from(format!(
-                        "Mic: [{}{}]",
+                        "Mic: [{}{}]{quality}",
                         "#".repeat(bars.min(10)),
                         " ".repeat(10 - bars.min(10))
                     )));
@@ -482,6 +499,11 @@ mod tests {
             t0 + Duration::from_secs(2),
         );
         view.set_input_level(0.42);
+        view.set_quality(Some(QualityReading {
+            mos: 4.38,
+            loss_percent: 0.5,
+            jitter_ms: 1.25,
+        }));
         let lines = screen(&view, t0 + Duration::from_secs(65));
         assert_eq!(
             lines,
@@ -494,7 +516,7 @@ mod tests {
                 "│CONNECTED from 05321234567  01:03  PCMA                                       │",
                 "│Queue: billing  waited 7 s  Customer: not verified                            │",
                 "│IVR: hours,welcome,menu,billing                                               │",
-                "│Mic: [####      ]                                                             │",
+                "│Mic: [####      ]  Quality: MOS 4.4, loss 0.5 %, jitter 1.2 ms                │",
                 "│CRM: https://crm.example/?n=05321234567                                       │",
                 "└──────────────────────────────────────────────────────────────────────────────┘",
                 "┌ Recent calls ────────────────────────────────────────────────────────────────┐",

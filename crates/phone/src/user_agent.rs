@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument as _, info, warn};
 
 use crate::agent_control::AgentControl;
-use crate::audio::{AudioPort, LevelMeter};
+use crate::audio::{AudioPort, LevelMeter, QualityGauge};
 use crate::call_media::{CallAudio, CallMediaCommand, CallMediaEnd, run_call_media, run_ringer};
 use crate::command::Command;
 use crate::event::{DeviceSamples, PhoneEvent, ScreenPop, crm_url};
@@ -186,6 +186,7 @@ pub struct UserAgent {
     keepalive: Option<Keepalive>,
     ringer: Option<Ringer>,
     level: LevelMeter,
+    quality: QualityGauge,
 }
 
 /// The running ringtone: its stop switch and the task that gives the audio port back.
@@ -240,6 +241,7 @@ impl UserAgent {
             muted: false,
             ringer: None,
             level: LevelMeter::default(),
+            quality: QualityGauge::default(),
             keepalive: config
                 .keepalive
                 .filter(|_| config.register)
@@ -258,6 +260,11 @@ impl UserAgent {
     /// The microphone level during calls, for the UI's meter.
     pub fn level_meter(&self) -> LevelMeter {
         self.level.clone()
+    }
+
+    /// The running call's quality, for the UI.
+    pub fn quality_gauge(&self) -> QualityGauge {
+        self.quality.clone()
     }
 
     pub fn contact(&self) -> &str {
@@ -715,6 +722,7 @@ impl UserAgent {
                     port: audio,
                     beep,
                     level: self.level.clone(),
+                    quality: self.quality.clone(),
                 },
             )
             .instrument(call.span.clone()),
