@@ -692,3 +692,36 @@ fn a_transfer_step_rings_the_named_agent() {
     assert_eq!(call["disposition"], "answered", "{call}");
     assert_eq!(call["agent"], "2004", "{call}");
 }
+
+#[test]
+fn a_caller_puts_the_agent_on_hold_and_back() {
+    let mut server = Santral::start("");
+    let agent_port = free_udp_port();
+    register_agent(&server, "2001", agent_port);
+    let agent = spawn_sipp(&agent_args("agent_answer.xml", agent_port));
+    std::thread::sleep(Duration::from_millis(300));
+    let caller = spawn_sipp(&caller_args("caller_holds.xml", &server, 0));
+    let (ok, out) = wait_sipp(caller, Duration::from_secs(40));
+    assert!(ok, "caller hold/resume: {out}\nserver: {:#?}", server.seen);
+    let (ok, out) = wait_sipp(agent, Duration::from_secs(10));
+    assert!(ok, "agent: {out}");
+    assert!(server.wait_for_log("call ended", Duration::from_secs(10)));
+    assert_eq!(
+        server.count_in_log("caller holds the call"),
+        1,
+        "{:#?}",
+        server.seen
+    );
+    assert_eq!(
+        server.count_in_log("caller resumes the call"),
+        1,
+        "{:#?}",
+        server.seen
+    );
+    let call = only_call(&server);
+    assert_eq!(call["disposition"], "answered", "{call}");
+    assert!(
+        call["tags"].as_array().unwrap().iter().any(|t| t == "hold"),
+        "{call}"
+    );
+}

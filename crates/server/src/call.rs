@@ -198,6 +198,10 @@ struct CallTask {
     recorder: Option<JoinHandle<Option<PathBuf>>>,
     /// The agent's media while the agent holds the call (the caller hears music).
     held_agent: Option<SessionEnd>,
+    /// The caller's media while the caller holds the call, and the agent's own media (playing
+    /// hold music) meanwhile.
+    held_caller: Option<SessionEnd>,
+    agent_media: Option<CallerMedia>,
     /// A message being recorded (voicemail): its path under the recordings directory, the
     /// writer task and why it is recorded.
     message: Option<(String, JoinHandle<Option<PathBuf>>, RecordPurpose)>,
@@ -396,6 +400,8 @@ async fn run(
         record_tap: None,
         recorder: None,
         held_agent: None,
+        held_caller: None,
+        agent_media: None,
         message: None,
         left_voicemail: false,
         queue_deadline: None,
@@ -563,14 +569,16 @@ impl CallTask {
             }
             return;
         }
+        let mut renegotiated = None;
         let response = match self.caller_dialog.handle_request(&request) {
             Ok(()) => {
                 let mut response = self.caller_dialog.response(&request, 200, "OK");
                 if method == Some(Method::Invite) {
                     // A re-INVITE (hold/resume, refresh): answer with our current media.
-                    if let Some(sdp) = self.current_answer(&request) {
+                    if let Some(answer) = self.current_answer(&request) {
                         response.push_header("Content-Type", "application/sdp");
-                        response.body = Bytes::from(sdp);
+                        response.body = Bytes::from(answer.sdp);
+                        renegotiated = Some(answer.media);
                     }
                 }
                 response
@@ -581,6 +589,9 @@ impl CallTask {
         };
         let _ = self.ctx.sip.respond(id, response).await;
         let _ = peer;
+        if let Some(media) = renegotiated {
+            self.caller_media_changed(media).await;
+        }
         if method == Some(Method::Bye) {
             tracing::info!("caller hung up");
             self.hangup_by = Some("caller");
@@ -589,15 +600,48 @@ impl CallTask {
     }
 
     /// Our answer to a re-INVITE: the same codec and port, direction mirrored.
-    fn current_answer(&self, request: &Message) -> Option<String> {
+    fn current_answer(&self, request: &Message) -> Option<santral_media::Answer> {
         let offer = String::from_utf8_lossy(&request.body).to_string();
         if offer.trim().is_empty() {
             return None;
         }
         let port = self.caller_rtp_port?;
-        answer_offer(&offer, &LocalMedia::new(self.ctx.media_ip, port))
-            .ok()
-            .map(|a| a.sdp)
+        answer_offer(&offer, &LocalMedia::new(self.ctx.media_ip, port)).ok()
+    }
+
+    /// The caller's re-INVITE changed its media: holding while bridged gives the agent hold
+    /// music until the caller resumes; otherwise the caller's session follows the new terms.
+    async fn caller_media_changed(&mut self, media: santral_media::NegotiatedMedia) {
+        let held = !media.direction.sends();
+        if held && self.bridge.is_some() {
+            let Some((mut caller_end, agent_end)) = self.stop_bridge_both().await else {
+                return;
+            };
+            tracing::info!("caller holds the call: music on hold for the agent");
+            caller_end.session.renegotiate(&media);
+            self.held_caller = Some(caller_end);
+            let agent = start_caller_media(&self.ctx, agent_end.session, agent_end.sockets, None);
+            if let Some(music) = self.hold_music().await {
+                let _ = agent.commands.send(MediaCommand::PlayMusic(music)).await;
+            }
+            self.agent_media = Some(agent);
+            self.record.tags.push("hold".into());
+        } else if !held && let Some(mut caller_end) = self.held_caller.take() {
+            tracing::info!("caller resumes the call");
+            caller_end.session.renegotiate(&media);
+            let Some(agent) = self.agent_media.take() else {
+                return;
+            };
+            let _ = agent.commands.send(MediaCommand::Detach).await;
+            let Ok(agent_end) = agent.driver.await else {
+                return;
+            };
+            self.start_bridge(caller_end, agent_end.session, agent_end.sockets);
+        } else if let Some(held) = self.held_caller.as_mut() {
+            held.session.renegotiate(&media);
+        } else {
+            self.media_command(MediaCommand::Renegotiate(media)).await;
+        }
     }
 
     async fn handle_response(&mut self, id: TransactionId, response: Message) {
@@ -1170,15 +1214,26 @@ impl CallTask {
     }
 
     async fn start_hold_music(&mut self) {
-        let Some(music) = self.ctx.music_on_hold.clone() else {
-            return;
-        };
+        if let Some(music) = self.hold_music().await {
+            self.media_command(MediaCommand::PlayMusic(music)).await;
+        }
+    }
+
+    /// The hold music encoded for this call's codec (decoded once per process).
+    async fn hold_music(&self) -> Option<std::sync::Arc<santral_media::EncodedPrompt>> {
+        let music = self.ctx.music_on_hold.clone()?;
         let cache = self.ctx.prompts.clone();
         let codec = self.codec;
         match tokio::task::spawn_blocking(move || cache.get(&music, codec)).await {
-            Ok(Ok(music)) => self.media_command(MediaCommand::PlayMusic(music)).await,
-            Ok(Err(err)) => tracing::error!(%err, "hold music cannot be played"),
-            Err(err) => tracing::error!(%err, "hold music loading failed"),
+            Ok(Ok(music)) => Some(music),
+            Ok(Err(err)) => {
+                tracing::error!(%err, "hold music cannot be played");
+                None
+            }
+            Err(err) => {
+                tracing::error!(%err, "hold music loading failed");
+                None
+            }
         }
     }
 
@@ -1655,6 +1710,14 @@ impl CallTask {
         Some((caller_end, agent_end))
     }
 
+    /// Ends the agent's own media (hold music while the caller held), if it runs.
+    async fn stop_agent_media(&mut self) {
+        if let Some(agent) = self.agent_media.take() {
+            let _ = agent.commands.send(MediaCommand::Shutdown).await;
+            let _ = agent.driver.await;
+        }
+    }
+
     /// Closes the call recording's tap and waits for the file to be finished.
     async fn finish_recording(&mut self) {
         self.record_tap = None;
@@ -1680,10 +1743,15 @@ impl CallTask {
         }
         let caller_end = match self.stop_bridge().await {
             Some(end) => Some(end),
-            // Held when the agent hung up: the caller's media is already its own.
-            None => self.take_caller_media().await,
+            // Held when the agent hung up: the caller's media is already its own (agent hold)
+            // or waiting (caller hold).
+            None => match self.held_caller.take() {
+                Some(end) => Some(end),
+                None => self.take_caller_media().await,
+            },
         };
         self.held_agent = None;
+        self.stop_agent_media().await;
         self.finish_recording().await;
         self.ivr
             .handle(IvrEvent::QueueResult(QueueOutcome::AgentCallFinished), now);
@@ -1802,6 +1870,8 @@ impl CallTask {
             self.stop_bridge().await;
         }
         self.held_agent = None;
+        self.held_caller = None;
+        self.stop_agent_media().await;
         self.finish_recording().await;
         if let Some(media) = self.media.take() {
             let _ = media.commands.send(MediaCommand::Shutdown).await;
