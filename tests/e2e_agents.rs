@@ -374,3 +374,45 @@ fn an_agent_phone_calls_another_agent() {
     );
     assert!(ok, "INVITE 2004 from a stranger → 403: {out}");
 }
+
+#[test]
+fn flows_reload_on_change_and_a_broken_edit_keeps_the_running_set() {
+    let flows = support::demo_flows_with(&[]);
+    let mut server = Santral::start_logging(
+        &format!("flows:\n  dir: {}\n", flows.path().display()),
+        "info",
+    );
+    let main = flows.path().join("main.yaml");
+    let original = std::fs::read_to_string(&main).unwrap();
+
+    // A broken edit: an unknown step is named. The error names file:line:col; the old flows stay.
+    std::fs::write(&main, original.replace("next: menu", "next: no_such_step")).unwrap();
+    assert!(
+        server.wait_for_log("keeping the previous flows", Duration::from_secs(10)),
+        "{:#?}",
+        server.seen
+    );
+    let line = server
+        .seen
+        .iter()
+        .find(|l| l.contains("keeping the previous flows"))
+        .unwrap()
+        .clone();
+    assert!(
+        line.contains("main.yaml:") && line.contains("no_such_step"),
+        "{line}"
+    );
+
+    // A good edit is taken.
+    std::fs::write(&main, original.replace("every: 30s", "every: 20s")).unwrap();
+    assert!(
+        server.wait_for_log("flows reloaded", Duration::from_secs(10)),
+        "{:#?}",
+        server.seen
+    );
+    let health: serde_json::Value = reqwest::blocking::get(server.url("/api/v1/health"))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+}
