@@ -254,7 +254,7 @@ fn baresip_as_agent_auto_answers_a_queued_call() {
     std::fs::write(
         dir.path().join("config"),
         format!(
-            "poll_method epoll\nsip_listen 127.0.0.1:{phone_port}\nsip_transports udp\n\
+            "poll_method epoll\nnet_interface 127.0.0.1\nsip_listen 127.0.0.1:{phone_port}\nsip_transports udp\n\
 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule_app account.so\n\
 audio_player aufile,/dev/null\naudio_source aufile,{}\naudio_alert aufile,/dev/null\n",
             speech.display()

@@ -26,7 +26,7 @@ fn baresip_registers_and_unregisters() {
     std::fs::write(
         dir.join("config"),
         format!(
-            "poll_method epoll\nsip_listen 127.0.0.1:{phone_port}\nsip_transports udp\n\
+            "poll_method epoll\nnet_interface 127.0.0.1\nsip_listen 127.0.0.1:{phone_port}\nsip_transports udp\n\
 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule_app account.so\n\
 audio_player aufile,/dev/null\naudio_source aufile,/dev/null\n"
         ),

@@ -149,7 +149,10 @@ impl Phase {
     }
 }
 
-/// The leg to the agent's phone while it rings and talks.
+/// The leg to the agent's phone while it rings and talks. In-dialog requests (ACK, BYE,
+/// NOTIFY) go to the address the agent registered from — like the INVITE — not to the phone's
+/// Contact, which behind NAT is unreachable; the caller's leg likewise answers where the caller's
+/// INVITE came from.
 struct AgentLeg {
     agent: String,
     call: OutgoingCall,
@@ -660,11 +663,7 @@ impl CallTask {
                 tracing::debug!(status, agent = %leg.agent, "agent phone progress");
             }
             Some(CallEvent::Answered { ack, sdp }) => {
-                let hop = leg
-                    .call
-                    .dialog()
-                    .and_then(|d| d.next_hop())
-                    .unwrap_or(leg.peer.remote);
+                let hop = leg.peer.remote;
                 let _ = self.ctx.sip.send_stateless(ack, leg.peer.transport, hop);
                 let answer = String::from_utf8_lossy(&sdp).to_string();
                 match accept_answer(&answer, &leg.local) {
@@ -692,11 +691,7 @@ impl CallTask {
                 }
             }
             Some(CallEvent::AckAgain(ack)) => {
-                let hop = leg
-                    .call
-                    .dialog()
-                    .and_then(|d| d.next_hop())
-                    .unwrap_or(leg.peer.remote);
+                let hop = leg.peer.remote;
                 let _ = self.ctx.sip.send_stateless(ack, leg.peer.transport, hop);
             }
             Some(CallEvent::Failed { status }) => {
@@ -1387,11 +1382,7 @@ impl CallTask {
         match leg.call.handle_response(&leg.invite, response) {
             Some(CallEvent::Answered { ack, .. }) => {
                 // The phone answered as the CANCEL crossed it: confirm, then hang up.
-                let hop = leg
-                    .call
-                    .dialog()
-                    .and_then(|d| d.next_hop())
-                    .unwrap_or(leg.peer.remote);
+                let hop = leg.peer.remote;
                 let _ = self.ctx.sip.send_stateless(ack, leg.peer.transport, hop);
                 if let Some(bye) = leg.call.bye() {
                     let _ = self
@@ -1446,7 +1437,7 @@ impl CallTask {
         tracing::info!(%agent, %target, "blind transfer");
         // The transfer is done from the agent's point of view once the caller is queued.
         let notify = dialog.notify_refer(200, "OK", true);
-        let hop = dialog.next_hop().unwrap_or(leg.peer.remote);
+        let hop = leg.peer.remote;
         let transport = leg.peer.transport;
         let _ = self.ctx.sip.send_request(notify, transport, hop).await;
         if let Some(bye) = leg.call.bye() {
@@ -1813,11 +1804,7 @@ impl CallTask {
             remove_route(&self.ctx, leg.call.call_id());
             if leg.answered {
                 if let Some(bye) = leg.call.bye() {
-                    let hop = leg
-                        .call
-                        .dialog()
-                        .and_then(|d| d.next_hop())
-                        .unwrap_or(leg.peer.remote);
+                    let hop = leg.peer.remote;
                     let _ = self
                         .ctx
                         .sip
@@ -1847,10 +1834,7 @@ impl CallTask {
 
     async fn send_bye_to_caller(&mut self) {
         let bye = self.caller_dialog.request(Method::Bye);
-        let hop = self
-            .caller_dialog
-            .next_hop()
-            .unwrap_or(self.caller_peer.remote);
+        let hop = self.caller_peer.remote;
         if let Err(err) = self
             .ctx
             .sip
