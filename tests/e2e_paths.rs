@@ -28,6 +28,7 @@ fn card_services_by_dtmf_blocks_the_card() {
     let call = only_call(&server);
     assert_eq!(call["disposition"], "self-service", "{call}");
     assert_eq!(call["hangup_by"], "system", "{call}");
+    assert_eq!(call["customer"], "100001", "the verified customer: {call}");
     let tags: Vec<&str> = call["tags"]
         .as_array()
         .unwrap()

@@ -802,11 +802,21 @@ impl CallTask {
         }
     }
 
-    fn lookup(&self, request: &santral_ivr::interpreter::LookupRequest) -> LookupOutcome {
+    fn lookup(&mut self, request: &santral_ivr::interpreter::LookupRequest) -> LookupOutcome {
         let outcome = match self.ctx.customers.lock() {
             Ok(mut directory) => directory.answer(request),
             Err(_) => return LookupOutcome::Failed("customer data unavailable".into()),
         };
+        // A verified (or found) customer goes on the record and into the agent's screen pop.
+        if let LookupOutcome::Found(fields) = &outcome
+            && matches!(
+                request.action,
+                LookupAction::Verify | LookupAction::FetchByCaller
+            )
+            && let Some(number) = fields.get("number")
+        {
+            self.record.customer = Some(number.clone());
+        }
         if request.action == LookupAction::BlockCard
             && let LookupOutcome::Found(fields) = &outcome
         {
