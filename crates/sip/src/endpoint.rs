@@ -461,6 +461,13 @@ impl Endpoint {
             let _ = self.respond_with(now, id, 483, "Too Many Hops");
             return;
         }
+        // RFC 3261 §8.2.2.1: a Request-URI scheme we cannot serve gets 416 (RFC 4475 unkscm, novelsc).
+        if !request.request_uri().is_some_and(has_supported_scheme) {
+            let mut unsupported = Message::response_to(&request, 416, "Unsupported URI Scheme");
+            unsupported.set_to_tag(&new_tag());
+            let _ = self.respond(now, id, unsupported);
+            return;
+        }
         if self.transactions.len() > self.config.max_transactions {
             let mut busy = Message::response_to(&request, 503, "Service Unavailable");
             busy.set_to_tag(&new_tag());
@@ -821,4 +828,12 @@ pub fn salvage_error_response(bytes: &[u8], error: &ParseError) -> Option<Messag
         reason,
     };
     Some(response)
+}
+
+/// Schemes whose Request-URIs this endpoint serves: SIP, SIPS and telephone numbers.
+fn has_supported_scheme(uri: &str) -> bool {
+    let scheme = uri.split_once(':').map_or("", |(scheme, _)| scheme);
+    ["sip", "sips", "tel"]
+        .iter()
+        .any(|known| known.eq_ignore_ascii_case(scheme))
 }

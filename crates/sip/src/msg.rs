@@ -761,11 +761,11 @@ impl Message {
                 Some(_) => {}
             }
         }
-        let via = self.top_via()?;
+        self.top_via()?;
         if self.call_id().is_none() {
             return Err(ParseError::Missing("Call-ID"));
         }
-        let from = self.from()?;
+        self.from()?;
         self.to()?;
         let (_, cseq_method) = self.cseq()?;
         if let StartLine::Request { method, .. } = &self.start {
@@ -775,13 +775,9 @@ impl Message {
                     reason: format!("method {cseq_method} does not match {method}"),
                 });
             }
+            // A From without tag (and a Via without branch) is an RFC 2543 request, which a
+            // UAS still serves (RFC 3261 §8.2.2.2 and §17.2.3; RFC 4475 inv2543).
             self.max_forwards()?;
-            if from.tag().is_none() && via.branch().is_none() {
-                return Err(ParseError::Header {
-                    name: "From",
-                    reason: "no tag".into(),
-                });
-            }
         }
         self.expires()?;
         self.contacts()?;
