@@ -387,31 +387,9 @@ fn waiting_callers_hear_their_position_and_expected_wait() {
 
 #[test]
 fn an_agent_blind_transfers_the_caller_to_another_queue() {
+    // 2001 answers billing and REFERs the caller to the tech queue, where 2003 answers.
     let mut server = Santral::start("");
-    let (billing_port, tech_port) = (free_udp_port(), free_udp_port());
-    register_agent(&server, "2001", billing_port);
-    register_agent(&server, "2003", tech_port);
-    let mut billing = agent_args("agent_transfers.xml", billing_port);
-    billing.extend([
-        "-d".into(),
-        "2000".into(),
-        "-key".into(),
-        "refer_to".into(),
-        "tech".into(),
-    ]);
-    let billing = spawn_sipp(&billing);
-    let tech = spawn_sipp(&agent_args("agent_answer.xml", tech_port));
-    std::thread::sleep(Duration::from_millis(300));
-
-    let caller = spawn_sipp(&caller_args("caller_menu_1.xml", &server, 7000));
-    let (ok, out) = wait_sipp(caller, Duration::from_secs(40));
-    server.wait_for_log("call ended", Duration::from_secs(1));
-    assert!(ok, "caller: {out}\nserver: {:#?}", server.seen);
-    let (ok, out) = wait_sipp(billing, Duration::from_secs(10));
-    assert!(ok, "2001 transferred (REFER 202, NOTIFY, BYE): {out}");
-    let (ok, out) = wait_sipp(tech, Duration::from_secs(10));
-    assert!(ok, "2003 answered the transferred call: {out}");
-
+    run_blind_transfer(&mut server, "tech", "2003", &[]);
     assert!(server.wait_for_log("call ended", Duration::from_secs(10)));
     let call = only_call(&server);
     assert_eq!(call["disposition"], "answered", "{call}");
@@ -600,32 +578,9 @@ fn an_agent_puts_the_caller_on_hold_and_back() {
 
 #[test]
 fn an_agent_blind_transfers_the_caller_to_one_agent() {
-    let mut server = Santral::start("");
-    let (from_port, other_port, target_port) = (free_udp_port(), free_udp_port(), free_udp_port());
-    register_agent(&server, "2001", from_port);
     // 2003 is available too, but the transfer names 2004.
-    register_agent(&server, "2003", other_port);
-    register_agent(&server, "2004", target_port);
-    let mut from = agent_args("agent_transfers.xml", from_port);
-    from.extend([
-        "-d".into(),
-        "2000".into(),
-        "-key".into(),
-        "refer_to".into(),
-        "2004".into(),
-    ]);
-    let from = spawn_sipp(&from);
-    let target = spawn_sipp(&agent_args("agent_answer.xml", target_port));
-    std::thread::sleep(Duration::from_millis(300));
-
-    let caller = spawn_sipp(&caller_args("caller_menu_1.xml", &server, 7000));
-    let (ok, out) = wait_sipp(caller, Duration::from_secs(40));
-    assert!(ok, "caller: {out}\nserver: {:#?}", server.seen);
-    let (ok, out) = wait_sipp(from, Duration::from_secs(10));
-    assert!(ok, "2001 transferred: {out}");
-    let (ok, out) = wait_sipp(target, Duration::from_secs(10));
-    assert!(ok, "2004 answered: {out}");
-
+    let mut server = Santral::start("");
+    run_blind_transfer(&mut server, "2004", "2004", &["2003"]);
     assert!(server.wait_for_log("call ended", Duration::from_secs(10)));
     let call = only_call(&server);
     assert_eq!(call["disposition"], "answered", "{call}");
@@ -725,4 +680,36 @@ fn a_caller_puts_the_agent_on_hold_and_back() {
         call["tags"].as_array().unwrap().iter().any(|t| t == "hold"),
         "{call}"
     );
+}
+
+/// Agent 2001 answers a billing caller and, after 2 s, REFERs the call to `refer_to` (a queue or
+/// an agent); `answering` (registered first, with `bystanders` registered and idle) answers the
+/// transferred call. Every SIPp party must finish its scenario.
+fn run_blind_transfer(server: &mut Santral, refer_to: &str, answering: &str, bystanders: &[&str]) {
+    let (from_port, target_port) = (free_udp_port(), free_udp_port());
+    register_agent(server, "2001", from_port);
+    for agent in bystanders {
+        register_agent(server, agent, free_udp_port());
+    }
+    register_agent(server, answering, target_port);
+    let mut from = agent_args("agent_transfers.xml", from_port);
+    from.extend([
+        "-d".into(),
+        "2000".into(),
+        "-key".into(),
+        "refer_to".into(),
+        refer_to.into(),
+    ]);
+    let from = spawn_sipp(&from);
+    let target = spawn_sipp(&agent_args("agent_answer.xml", target_port));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let caller = spawn_sipp(&caller_args("caller_menu_1.xml", server, 7000));
+    let (ok, out) = wait_sipp(caller, Duration::from_secs(40));
+    server.wait_for_log("call ended", Duration::from_secs(1));
+    assert!(ok, "caller: {out}\nserver: {:#?}", server.seen);
+    let (ok, out) = wait_sipp(from, Duration::from_secs(10));
+    assert!(ok, "2001 transferred (REFER 202, NOTIFY, BYE): {out}");
+    let (ok, out) = wait_sipp(target, Duration::from_secs(10));
+    assert!(ok, "{answering} answered the transferred call: {out}");
 }
