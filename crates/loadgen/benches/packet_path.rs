@@ -75,9 +75,9 @@ fn send_receive(c: &mut Criterion) {
                 let n = rx.recv_batch(&mut recv).unwrap();
                 for i in 0..n {
                     let (bytes, meta) = recv.get(i).unwrap();
+                    // Loopback keeps order: packet i of the tick belongs to call i.
                     if let Some(header) = read_header(bytes) {
-                        let slot = (header.ssrc.wrapping_mul(0x144C_BC89) as usize) % CALLS;
-                        receivers[slot].on_packet(
+                        receivers[(got + i) % CALLS].on_packet(
                             &header,
                             meta.arrival_ns.unwrap_or(0),
                             &mut jitter,
