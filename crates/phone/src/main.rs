@@ -71,6 +71,25 @@ fn parse_ports(text: &str) -> anyhow::Result<std::ops::RangeInclusive<u16>> {
     Ok(first..=last)
 }
 
+fn parse_codecs(text: &str) -> anyhow::Result<Vec<santral_media::Codec>> {
+    let mut codecs = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let codec = match name.to_ascii_lowercase().as_str() {
+            "pcmu" => santral_media::Codec::Pcmu,
+            "pcma" => santral_media::Codec::Pcma,
+            "g722" => santral_media::Codec::G722,
+            other => bail!("--codecs: unknown codec {other:?} (pcmu, pcma, g722)"),
+        };
+        if !codecs.contains(&codec) {
+            codecs.push(codec);
+        }
+    }
+    if codecs.is_empty() {
+        bail!("--codecs names no codec");
+    }
+    Ok(codecs)
+}
+
 fn open_audio(settings: &Settings) -> anyhow::Result<Box<dyn AudioPort>> {
     let mode: AudioMode = settings.audio.parse()?;
     Ok(match mode {
@@ -129,6 +148,7 @@ async fn run(settings: Settings, no_tui: bool) -> anyhow::Result<()> {
         crm_url: settings.crm_url.clone(),
         crm_command: settings.crm_command.clone(),
         rtp_ports: parse_ports(&settings.rtp_ports)?,
+        codecs: parse_codecs(&settings.codecs)?,
         keepalive: (settings.keepalive_secs > 0)
             .then(|| Duration::from_secs(settings.keepalive_secs)),
     };

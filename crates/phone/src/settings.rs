@@ -69,6 +69,10 @@ pub struct Cli {
     /// RTP port range, FIRST-LAST.
     #[arg(long)]
     pub rtp_ports: Option<String>,
+    /// Codecs offered and accepted, in order of preference (comma-separated: pcmu, pcma,
+    /// g722).
+    #[arg(long)]
+    pub codecs: Option<String>,
     /// Seconds between keepalive OPTIONS to the server (0: none). A server that stops
     /// answering and comes back (restart, network loss) gets a new REGISTER at once.
     #[arg(long)]
@@ -96,6 +100,7 @@ pub struct FileSettings {
     pub crm_url: Option<String>,
     pub crm_command: Option<String>,
     pub rtp_ports: Option<String>,
+    pub codecs: Option<String>,
     pub keepalive: Option<u64>,
 }
 
@@ -155,6 +160,7 @@ pub struct Settings {
     pub crm_url: Option<String>,
     pub crm_command: Option<String>,
     pub rtp_ports: String,
+    pub codecs: String,
     pub keepalive_secs: u64,
 }
 
@@ -204,6 +210,10 @@ impl Settings {
                 .rtp_ports
                 .or(file.rtp_ports)
                 .unwrap_or_else(|| "30000-39999".into()),
+            codecs: cli
+                .codecs
+                .or(file.codecs)
+                .unwrap_or_else(|| "pcmu,pcma,g722".into()),
             keepalive_secs: cli.keepalive.or(file.keepalive).unwrap_or(30),
         }
     }

@@ -49,6 +49,8 @@ pub struct UserAgentConfig {
     /// Opens the CRM URL (run with the URL as its only argument).
     pub crm_command: Option<String>,
     pub rtp_ports: RangeInclusive<u16>,
+    /// Codecs offered and accepted, in order of preference.
+    pub codecs: Vec<santral_media::Codec>,
     /// OPTIONS to the server this often while registered: a lost server is noticed, and when
     /// it answers again (restarted, network back) the phone registers at once.
     pub keepalive: Option<Duration>,
@@ -593,6 +595,7 @@ impl UserAgent {
             || info!(from = %screen_pop.from, queue = ?screen_pop.queue, "incoming call"),
         );
         let mut local = LocalMedia::new(self.local_ip, sockets.rtp_port());
+        local.codecs = self.config.codecs.clone();
         local.session_id = u64::from(rand::random::<u32>());
         self.call = Some(Call {
             call_id: call_id.clone(),
@@ -1046,6 +1049,7 @@ impl UserAgent {
             }
         };
         let mut local = LocalMedia::new(self.local_ip, sockets.rtp_port());
+        local.codecs = self.config.codecs.clone();
         local.session_id = u64::from(rand::random::<u32>());
         let uri = self.target_uri(target);
         let host = self.server_host();
