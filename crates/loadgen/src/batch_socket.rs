@@ -13,14 +13,34 @@ use std::time::Duration;
 
 /// Most messages one `sendmmsg`/`recvmmsg` takes (the kernel's UIO_MAXIOV).
 const MAX_BATCH: usize = 1024;
-/// Room for one SCM_TIMESTAMPNS control message (and slack).
-const CONTROL_LEN: usize = 64;
+/// Room for the SCM_TIMESTAMPNS and SO_RXQ_OVFL control messages (and slack).
+const CONTROL_LEN: usize = 96;
+/// `SO_RXQ_OVFL` (asm-generic/socket.h; libc does not export it for Linux): each received
+/// message carries the socket's count of datagrams dropped for a full receive buffer.
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "x86",
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "riscv64"
+))]
+const SO_RXQ_OVFL: Option<libc::c_int> = Some(40);
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "x86",
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "riscv64"
+)))]
+const SO_RXQ_OVFL: Option<libc::c_int> = None;
 
 /// A non-blocking UDP socket with batched send and receive.
 #[derive(Debug)]
 pub struct BatchSocket {
     socket: UdpSocket,
     timestamps: bool,
+    /// Datagrams the kernel dropped because our receive buffer was full (from SO_RXQ_OVFL).
+    kernel_drops: std::cell::Cell<u32>,
 }
 
 /// Packets to send: payloads laid end to end in one buffer, each with its destination.
@@ -158,12 +178,24 @@ impl BatchSocket {
         let _ = set_int_option(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 8 << 20);
         if timestamps {
             set_int_option(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
+            if let Some(option) = SO_RXQ_OVFL {
+                let _ = set_int_option(fd, libc::SOL_SOCKET, option, 1);
+            }
         }
-        Ok(BatchSocket { socket, timestamps })
+        Ok(BatchSocket {
+            socket,
+            timestamps,
+            kernel_drops: std::cell::Cell::new(0),
+        })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
+    }
+
+    /// Datagrams the kernel dropped at this socket for a full receive buffer (as last reported).
+    pub fn kernel_drops(&self) -> u32 {
+        self.kernel_drops.get()
     }
 
     pub fn raw_fd(&self) -> RawFd {
@@ -296,11 +328,14 @@ impl BatchSocket {
         };
         for i in 0..n {
             let header = &batch.headers[i];
-            let arrival_ns = if self.timestamps {
-                timestamp_of(&header.msg_hdr)
+            let (arrival_ns, drops) = if self.timestamps {
+                control_of(&header.msg_hdr)
             } else {
-                None
+                (None, None)
             };
+            if let Some(drops) = drops {
+                self.kernel_drops.set(self.kernel_drops.get().max(drops));
+            }
             batch.received.push(Received {
                 len: (header.msg_len as usize).min(batch.slot_len),
                 source: from_storage(&batch.addrs[i], header.msg_hdr.msg_namelen),
@@ -395,24 +430,32 @@ fn set_int_option(
     }
 }
 
-fn timestamp_of(msg: &libc::msghdr) -> Option<u64> {
+/// The kernel arrival time (ns) and the socket's drop count from a received message's
+/// control data.
+fn control_of(msg: &libc::msghdr) -> (Option<u64>, Option<u32>) {
+    let mut arrival = None;
+    let mut drops = None;
     if msg.msg_control.is_null() {
-        return None;
+        return (arrival, drops);
     }
     // SAFETY: the kernel filled msg_control/msg_controllen; the CMSG macros walk within them and
-    // the timespec is read unaligned from the data of a control message of the right type.
+    // each value is read unaligned from the data of a control message of its type.
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(msg);
         while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
-            {
-                let spec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::timespec);
-                return Some(spec.tv_sec as u64 * 1_000_000_000 + spec.tv_nsec as u64);
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET {
+                if (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS {
+                    let spec =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::timespec);
+                    arrival = Some(spec.tv_sec as u64 * 1_000_000_000 + spec.tv_nsec as u64);
+                } else if Some((*cmsg).cmsg_type) == SO_RXQ_OVFL {
+                    drops = Some(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const u32));
+                }
             }
             cmsg = libc::CMSG_NXTHDR(msg, cmsg);
         }
     }
-    None
+    (arrival, drops)
 }
 
 fn to_storage(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
@@ -531,6 +574,41 @@ mod tests {
             assert_eq!(len, 1 + i % 15);
         }
         assert_eq!(rx.recv_batch(&mut recv).unwrap(), 0);
+    }
+
+    #[test]
+    fn kernel_receive_drops_are_reported() {
+        let rx = BatchSocket::bind("127.0.0.1:0".parse().unwrap(), true).unwrap();
+        let tx = BatchSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let to = rx.local_addr().unwrap();
+        // Far more than the (≤ 8 MiB) receive buffer holds, none read meanwhile.
+        let mut batch = SendBatch::with_capacity(1024, 1024 * 100);
+        for _ in 0..40 {
+            for _ in 0..1024 {
+                batch.push(to, &[0u8; 100]);
+            }
+            tx.send_batch(&mut batch).unwrap();
+        }
+        // The count rides on datagrams queued after the drops: drain, then send one more.
+        let mut recv = RecvBatch::new(512, 2048);
+        let mut drained = 0;
+        for _ in 0..1000 {
+            match rx.recv_batch(&mut recv).unwrap() {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        assert!(drained > 0);
+        tx.send_to(b"late", to).unwrap();
+        let mut fds = [poll_entry(rx.raw_fd())];
+        wait_readable(&mut fds, Duration::from_secs(1)).unwrap();
+        assert_eq!(rx.recv_batch(&mut recv).unwrap(), 1);
+        if SO_RXQ_OVFL.is_some() {
+            assert!(
+                rx.kernel_drops() > 0,
+                "40,960 unread datagrams overflowed nothing? drained {drained}"
+            );
+        }
     }
 
     #[test]

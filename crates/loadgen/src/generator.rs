@@ -560,6 +560,15 @@ impl Driver<'_> {
         if skipped_ticks > 0 {
             reasons.push(format!("{skipped_ticks} ticks skipped"));
         }
+        let receive_drops: u64 = std::iter::once(&self.sip)
+            .chain(&self.rtp)
+            .map(|socket| u64::from(socket.kernel_drops()))
+            .sum();
+        if receive_drops > 0 {
+            reasons.push(format!(
+                "{receive_drops} packets dropped by full receive buffers"
+            ));
+        }
         if self.meters.send_dropped > 0 {
             reasons.push(format!(
                 "{} packets dropped at send",
@@ -604,6 +613,7 @@ impl Driver<'_> {
                 send_interval_jitter_us: self.meters.send_jitter_us.summary(),
                 skipped_ticks,
                 send_dropped: self.meters.send_dropped,
+                receive_buffer_drops: receive_drops,
                 sip_parse_errors: self.meters.sip_parse_errors,
                 cpu_user_s: cpu.0.as_secs_f64(),
                 cpu_system_s: cpu.1.as_secs_f64(),

@@ -105,6 +105,8 @@ pub struct GeneratorFigures {
     pub skipped_ticks: u64,
     /// Packets the kernel would not take (socket buffer full).
     pub send_dropped: u64,
+    /// Packets the kernel dropped before the generator read them (receive buffers full).
+    pub receive_buffer_drops: u64,
     pub sip_parse_errors: u64,
     pub cpu_user_s: f64,
     pub cpu_system_s: f64,
@@ -211,6 +213,7 @@ impl Report {
         );
         row(&mut t, "generator skipped ticks", g.skipped_ticks);
         row(&mut t, "generator send drops", g.send_dropped);
+        row(&mut t, "generator receive drops", g.receive_buffer_drops);
         let _ = writeln!(
             t,
             "generator CPU               {:>12.2} s user + {:.2} s system = {:.1} % of a core",
