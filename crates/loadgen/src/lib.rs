@@ -8,6 +8,7 @@
 //! with RFC 3261 retransmissions), [`media_stream`] (RTP and the RFC 4733 press), [`schedule`]
 //! (the shared tick and the launch plan), [`stats`] (histograms); [`generator`] is the driver.
 
+pub mod agent_call;
 pub mod audio;
 pub mod batch_socket;
 pub mod call;

@@ -66,72 +66,147 @@ pub struct Answer {
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum AnswerError {
-    #[error("SDP answer is not UTF-8")]
+pub enum SdpError {
+    #[error("SDP is not UTF-8")]
     NotUtf8,
-    #[error("SDP answer has no m=audio line")]
+    #[error("SDP has no m=audio line")]
     NoAudio,
-    #[error("SDP answer's m=audio line is malformed: {0:?}")]
+    #[error("SDP m=audio line is malformed: {0:?}")]
     BadMedia(String),
-    #[error("SDP answer rejected the audio stream (port 0)")]
+    #[error("SDP rejects the audio stream (port 0)")]
     Rejected,
-    #[error("SDP answer has no usable c= address")]
+    #[error("SDP has no usable c= address")]
     NoAddress,
-    #[error("SDP answer: {0}")]
+    #[error("SDP offers neither PCMA nor PCMU")]
+    NoCommonCodec,
+    #[error("SDP: {0}")]
     NotLoopback(#[from] LoopbackError),
 }
 
 impl Answer {
-    pub fn parse(body: &[u8]) -> Result<Answer, AnswerError> {
-        let text = std::str::from_utf8(body).map_err(|_| AnswerError::NotUtf8)?;
-        let mut session_address: Option<IpAddr> = None;
-        let mut media_address: Option<IpAddr> = None;
-        let mut media: Option<(u16, u8)> = None;
-        let mut telephone_event = None;
-        let mut in_audio = false;
-        for line in text.lines() {
-            let line = line.trim_end();
-            if let Some(rest) = line.strip_prefix("m=") {
-                in_audio = rest.starts_with("audio ");
-                if in_audio && media.is_none() {
-                    media = Some(parse_media(rest)?);
-                }
-            } else if let Some(rest) = line.strip_prefix("c=") {
-                let address = parse_connection(rest);
-                if media.is_none() {
-                    session_address = address;
-                } else if in_audio {
-                    media_address = address;
-                }
-            } else if let Some(rest) = line.strip_prefix("a=rtpmap:")
-                && in_audio
-                && let Some((pt, encoding)) = rest.split_once(' ')
-                && encoding
-                    .to_ascii_lowercase()
-                    .starts_with("telephone-event/")
-            {
-                telephone_event = pt.trim().parse::<u8>().ok();
-            }
-        }
-        let (port, payload_type) = media.ok_or(AnswerError::NoAudio)?;
-        if port == 0 {
-            return Err(AnswerError::Rejected);
-        }
-        let address = media_address
-            .or(session_address)
-            .ok_or(AnswerError::NoAddress)?;
-        let rtp = SocketAddr::new(address, port);
-        ensure_loopback(rtp)?;
+    pub fn parse(body: &[u8]) -> Result<Answer, SdpError> {
+        let audio = parse_audio(body)?;
         Ok(Answer {
-            rtp,
-            payload_type,
-            telephone_event,
+            rtp: audio.rtp,
+            payload_type: audio.payload_types[0],
+            telephone_event: audio.telephone_event,
         })
     }
 }
 
-fn parse_media(rest: &str) -> Result<(u16, u8), AnswerError> {
-    let bad = || AnswerError::BadMedia(rest.to_owned());
+/// What the agent side uses of the server's offer: where to echo, which law to answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offer {
+    pub rtp: SocketAddr,
+    pub law: Law,
+    pub telephone_event: Option<u8>,
+}
+
+impl Offer {
+    /// Parses an offer and picks the first G.711 law it lists.
+    pub fn parse(body: &[u8]) -> Result<Offer, SdpError> {
+        let audio = parse_audio(body)?;
+        let law = audio
+            .payload_types
+            .iter()
+            .find_map(|pt| match pt {
+                0 => Some(Law::Pcmu),
+                8 => Some(Law::Pcma),
+                _ => None,
+            })
+            .ok_or(SdpError::NoCommonCodec)?;
+        Ok(Offer {
+            rtp: audio.rtp,
+            law,
+            telephone_event: audio.telephone_event,
+        })
+    }
+
+    /// Our answer: the chosen law (and telephone-event when offered) at `address:rtp_port`.
+    pub fn answer(&self, address: IpAddr, rtp_port: u16, session_id: u64) -> String {
+        let family = if address.is_ipv4() { "IP4" } else { "IP6" };
+        let pt = self.law.payload_type();
+        let name = self.law.encoding_name();
+        let mut formats = pt.to_string();
+        let mut attributes = format!("a=rtpmap:{pt} {name}/8000\r\n");
+        if let Some(te) = self.telephone_event {
+            formats.push_str(&format!(" {te}"));
+            attributes.push_str(&format!(
+                "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-15\r\n"
+            ));
+        }
+        format!(
+            "v=0\r\n\
+             o=santral-load {session_id} 1 IN {family} {address}\r\n\
+             s=santral-load\r\n\
+             c=IN {family} {address}\r\n\
+             t=0 0\r\n\
+             m=audio {rtp_port} RTP/AVP {formats}\r\n\
+             {attributes}\
+             a=ptime:20\r\n\
+             a=sendrecv\r\n"
+        )
+    }
+}
+
+/// The first audio stream of a description.
+struct AudioStream {
+    rtp: SocketAddr,
+    /// Never empty.
+    payload_types: Vec<u8>,
+    telephone_event: Option<u8>,
+}
+
+fn parse_audio(body: &[u8]) -> Result<AudioStream, SdpError> {
+    let text = std::str::from_utf8(body).map_err(|_| SdpError::NotUtf8)?;
+    let mut session_address: Option<IpAddr> = None;
+    let mut media_address: Option<IpAddr> = None;
+    let mut media: Option<(u16, Vec<u8>)> = None;
+    let mut telephone_event = None;
+    let mut in_audio = false;
+    for line in text.lines() {
+        let line = line.trim_end();
+        if let Some(rest) = line.strip_prefix("m=") {
+            // Only the first audio stream counts; later m= lines end it.
+            in_audio = rest.starts_with("audio ") && media.is_none();
+            if in_audio {
+                media = Some(parse_media(rest)?);
+            }
+        } else if let Some(rest) = line.strip_prefix("c=") {
+            let address = parse_connection(rest);
+            if media.is_none() {
+                session_address = address;
+            } else if in_audio {
+                media_address = address;
+            }
+        } else if let Some(rest) = line.strip_prefix("a=rtpmap:")
+            && in_audio
+            && let Some((pt, encoding)) = rest.split_once(' ')
+            && encoding
+                .to_ascii_lowercase()
+                .starts_with("telephone-event/")
+        {
+            telephone_event = pt.trim().parse::<u8>().ok();
+        }
+    }
+    let (port, payload_types) = media.ok_or(SdpError::NoAudio)?;
+    if port == 0 {
+        return Err(SdpError::Rejected);
+    }
+    let address = media_address
+        .or(session_address)
+        .ok_or(SdpError::NoAddress)?;
+    let rtp = SocketAddr::new(address, port);
+    ensure_loopback(rtp)?;
+    Ok(AudioStream {
+        rtp,
+        payload_types,
+        telephone_event,
+    })
+}
+
+fn parse_media(rest: &str) -> Result<(u16, Vec<u8>), SdpError> {
+    let bad = || SdpError::BadMedia(rest.to_owned());
     let mut fields = rest.split_ascii_whitespace();
     let _audio = fields.next();
     let port = fields
@@ -140,11 +215,14 @@ fn parse_media(rest: &str) -> Result<(u16, u8), AnswerError> {
         .and_then(|p| p.parse::<u16>().ok())
         .ok_or_else(bad)?;
     let _proto = fields.next().ok_or_else(bad)?;
-    let payload_type = fields
-        .next()
-        .and_then(|pt| pt.parse::<u8>().ok())
-        .ok_or_else(bad)?;
-    Ok((port, payload_type))
+    let payload_types = fields
+        .take(32)
+        .map(|pt| pt.parse::<u8>().map_err(|_| bad()))
+        .collect::<Result<Vec<u8>, SdpError>>()?;
+    if payload_types.is_empty() {
+        return Err(bad());
+    }
+    Ok((port, payload_types))
 }
 
 fn parse_connection(rest: &str) -> Option<IpAddr> {
@@ -194,24 +272,47 @@ mod tests {
     }
 
     #[test]
+    fn offers_are_answered_with_the_first_g711_law_and_telephone_event() {
+        let offer = "v=0\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 10010 RTP/AVP 9 0 8 101\r\n\
+                     a=rtpmap:101 telephone-event/8000\r\n";
+        let parsed = Offer::parse(offer.as_bytes()).unwrap();
+        assert_eq!(parsed.law, Law::Pcmu);
+        assert_eq!(parsed.rtp, "127.0.0.1:10010".parse().unwrap());
+        let answer = parsed.answer("127.0.0.1".parse().unwrap(), 40100, 3);
+        assert!(
+            answer.contains("m=audio 40100 RTP/AVP 0 101\r\n"),
+            "{answer}"
+        );
+        assert!(answer.contains("a=rtpmap:101 telephone-event/8000\r\n"));
+        // Our own answer parses back as an answer.
+        let back = Answer::parse(answer.as_bytes()).unwrap();
+        assert_eq!((back.payload_type, back.telephone_event), (0, Some(101)));
+        let g722_only = "c=IN IP4 127.0.0.1\nm=audio 4000 RTP/AVP 9\n";
+        assert_eq!(
+            Offer::parse(g722_only.as_bytes()),
+            Err(SdpError::NoCommonCodec)
+        );
+    }
+
+    #[test]
     fn bad_answers_are_clear_errors() {
-        assert_eq!(Answer::parse(b"v=0\r\n"), Err(AnswerError::NoAudio));
+        assert_eq!(Answer::parse(b"v=0\r\n"), Err(SdpError::NoAudio));
         assert_eq!(
             Answer::parse(b"c=IN IP4 127.0.0.1\nm=audio 0 RTP/AVP 8\n"),
-            Err(AnswerError::Rejected)
+            Err(SdpError::Rejected)
         );
         assert_eq!(
             Answer::parse(b"m=audio 4000 RTP/AVP 8\n"),
-            Err(AnswerError::NoAddress)
+            Err(SdpError::NoAddress)
         );
         assert!(matches!(
             Answer::parse(b"c=IN IP4 127.0.0.1\nm=audio x RTP/AVP 8\n"),
-            Err(AnswerError::BadMedia(_))
+            Err(SdpError::BadMedia(_))
         ));
         assert!(matches!(
             Answer::parse(b"c=IN IP4 198.51.100.7\nm=audio 4000 RTP/AVP 8\n"),
-            Err(AnswerError::NotLoopback(_))
+            Err(SdpError::NotLoopback(_))
         ));
-        assert_eq!(Answer::parse(&[0xff, 0xfe]), Err(AnswerError::NotUtf8));
+        assert_eq!(Answer::parse(&[0xff, 0xfe]), Err(SdpError::NotUtf8));
     }
 }
