@@ -277,10 +277,18 @@ pub enum BridgeLeg {
     Agent,
 }
 
-/// Bridges two sessions in ONE task (the call's): every tick each side sends what the other
-/// side received in the previous tick (decoded, so codecs may differ: this is the transcoding
-/// bridge), DTMF and RTCP keep working on both legs, and the tap gets caller/agent audio for a
-/// stereo recording (`received` = caller, `sent` = agent). Ends when `stop` changes or closes.
+/// Bridges two sessions in ONE task (the call's) by forwarding packets: each RTP packet from
+/// one leg's far end goes out to the other leg's far end as soon as it arrives, under that
+/// leg's SSRC and continuing its sequence numbers and timestamps (RFC 3550 translator style),
+/// transcoded per packet when the legs' codecs differ (PCMU ↔ PCMA maps sample by sample, so
+/// nothing is buffered). The bridge adds no delay and no second jitter buffer or concealment:
+/// the receiving phone's own jitter buffer and concealment see the network as it is, which
+/// measured better than de-jittering and re-encoding here (see BENCHMARKS.md, "Voice quality").
+///
+/// Each leg's session still takes in every packet and runs its receive side on the tick, so
+/// DTMF events, RTCP and the media timeout keep working, and the tap gets caller/agent audio
+/// for a stereo recording (`received` = caller, `sent` = agent). Ends when `stop` changes or
+/// closes; the sessions come back ready to send on their own after the forwarded packets.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_bridge(
     mut caller: MediaSession,
@@ -292,10 +300,11 @@ pub async fn run_bridge(
     events: mpsc::Sender<(BridgeLeg, MediaEvent)>,
     audio_tap: Option<mpsc::Sender<TickAudio>>,
 ) -> (SessionEnd, SessionEnd) {
-    caller.go_live();
-    agent.go_live();
+    let mut to_agent = relay_into(&caller, &agent);
+    let mut to_caller = relay_into(&agent, &caller);
     let mut caller_buffer = [0u8; 2048];
     let mut agent_buffer = [0u8; 2048];
+    let mut forwarded = [0u8; 2048];
     let mut last_tick = *ticks.borrow_and_update();
     let mut caller_rtcp_buffer = [0u8; 2048];
     let mut agent_rtcp_buffer = [0u8; 2048];
@@ -303,12 +312,18 @@ pub async fn run_bridge(
         tokio::select! {
             received = caller_sockets.rtp.recv_from(&mut caller_buffer) => {
                 if let Ok((len, source)) = received {
-                    let _ = caller.handle_rtp(Instant::now(), source, &caller_buffer[..len]);
+                    let packet = &caller_buffer[..len];
+                    if caller.handle_rtp(Instant::now(), source, packet).is_ok() {
+                        forward(packet, &mut to_agent, &mut agent, &agent_sockets.rtp, &mut forwarded).await;
+                    }
                 }
             }
             received = agent_sockets.rtp.recv_from(&mut agent_buffer) => {
                 if let Ok((len, source)) = received {
-                    let _ = agent.handle_rtp(Instant::now(), source, &agent_buffer[..len]);
+                    let packet = &agent_buffer[..len];
+                    if agent.handle_rtp(Instant::now(), source, packet).is_ok() {
+                        forward(packet, &mut to_caller, &mut caller, &caller_sockets.rtp, &mut forwarded).await;
+                    }
                 }
             }
             received = caller_sockets.rtcp.recv_from(&mut caller_rtcp_buffer) => {
@@ -328,16 +343,8 @@ pub async fn run_bridge(
                 let due = ticks_due(&mut ticks, &mut last_tick);
                 let now = Instant::now();
                 for _ in 0..due {
-                    let heard_from_agent = *agent.received_frame();
-                    let heard_from_caller = *caller.received_frame();
-                    caller.set_live_frame(&heard_from_agent);
-                    agent.set_live_frame(&heard_from_caller);
-                    if let Some(transmit) = caller.tick(now) {
-                        let _ = caller_sockets.rtp.send_to(transmit.payload, transmit.destination).await;
-                    }
-                    if let Some(transmit) = agent.tick(now) {
-                        let _ = agent_sockets.rtp.send_to(transmit.payload, transmit.destination).await;
-                    }
+                    caller.tick_receive(now);
+                    agent.tick_receive(now);
                     if let Some(tap) = &audio_tap {
                         let _ = tap.try_send(TickAudio { received: *caller.received_frame(), sent: *agent.received_frame() });
                     }
@@ -372,6 +379,42 @@ pub async fn run_bridge(
             quality: agent_quality,
         },
     )
+}
+
+/// The relay for packets from `from`'s far end to `into`'s far end, continuing `into`'s
+/// outgoing stream (its SSRC, next sequence number and timestamp).
+fn relay_into(from: &MediaSession, into: &MediaSession) -> RtpRelay {
+    let (sequence, timestamp) = into.next_outgoing();
+    RtpRelay::new(
+        from.leg_format(),
+        into.leg_format(),
+        into.local_ssrc(),
+        sequence,
+        timestamp,
+    )
+}
+
+/// Sends one packet on to `into`'s far end (when it is sending) and accounts it there.
+async fn forward(
+    packet: &[u8],
+    relay: &mut RtpRelay,
+    into: &mut MediaSession,
+    socket: &UdpSocket,
+    out: &mut [u8],
+) {
+    let Some(destination) = into.send_destination() else {
+        return;
+    };
+    match relay.forward(packet, out) {
+        Ok(len) => {
+            into.note_forwarded(&out[..len]);
+            if let Err(error) = socket.send_to(&out[..len], destination).await {
+                debug!(%error, "forwarded RTP send failed");
+            }
+        }
+        // Comfort noise and other payload types the legs did not agree on stay behind.
+        Err(error) => debug!(%error, "RTP packet not forwarded"),
+    }
 }
 
 /// Relays RTP between two legs until either socket fails or `stop` fires: packets from leg A's

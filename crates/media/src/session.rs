@@ -25,6 +25,7 @@ use crate::dtmf_detector::{DtmfDetector, key_frequencies};
 use crate::jitter::{Half, JitterBuffer, JitterConfig, JitterStats, Playout, PushOutcome};
 use crate::prompt::{EncodedPrompt, Playlist};
 use crate::quality::{QualityInputs, QualitySummary, summarise};
+use crate::relay::LegFormat;
 use crate::rtcp::{self, NtpClock, ReceptionStats, SenderStats};
 use crate::sdp::{Direction, NegotiatedMedia};
 use crate::telephone_event::{
@@ -291,6 +292,54 @@ impl MediaSession {
 
     pub fn remote_ssrc(&self) -> Option<u32> {
         self.remote_ssrc
+    }
+
+    /// This leg's negotiated payload types (for a relay into or out of it).
+    pub fn leg_format(&self) -> LegFormat {
+        LegFormat {
+            codec: self.config.codec,
+            payload_type: self.config.payload_type,
+            telephone_event_payload_type: self.config.telephone_event_payload_type,
+        }
+    }
+
+    /// Where RTP for this leg goes now, when it is sending at all (not on hold, address known).
+    pub fn send_destination(&self) -> Option<SocketAddr> {
+        self.remote_rtp
+            .filter(|a| self.config.direction.sends() && !a.ip().is_unspecified() && a.port() != 0)
+    }
+
+    /// The sequence number and timestamp of the next packet this session would send.
+    pub fn next_outgoing(&self) -> (u16, u32) {
+        (self.header.sequence_number, self.header.timestamp)
+    }
+
+    /// Accounts a packet that a forwarding bridge sent under this session's SSRC (`datagram`
+    /// is the RTP packet as sent): RTCP sender reports count it, and when the session sends by
+    /// itself again (hold music after the bridge) its stream continues after the newest one.
+    pub fn note_forwarded(&mut self, datagram: &[u8]) {
+        if datagram.len() < 12 {
+            return;
+        }
+        let sequence = u16::from_be_bytes([datagram[2], datagram[3]]);
+        let timestamp = u32::from_be_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]);
+        let newer_sequence = sequence.wrapping_sub(self.header.sequence_number) < 0x8000;
+        if newer_sequence {
+            self.header.sequence_number = sequence.wrapping_add(1);
+            let next_timestamp = timestamp.wrapping_add(self.config.codec.frame_timestamp_units());
+            if next_timestamp.wrapping_sub(self.header.timestamp) < 0x8000_0000 {
+                self.header.timestamp = next_timestamp;
+            }
+        }
+        self.sender.on_sent(datagram.len() - 12, timestamp);
+        self.talkspurt_start = false;
+    }
+
+    /// Runs only the receive side of one 20 ms period: jitter buffer, decoding, concealment,
+    /// DTMF detection, media timeout (a forwarding bridge sends the other leg's packets itself;
+    /// this keeps [`MediaSession::received_frame`] for the recording and DTMF events going).
+    pub fn tick_receive(&mut self, now: Instant) {
+        self.receive_tick(now);
     }
 
     /// Applies a re-INVITE's agreement (hold/resume, new address, new codec).
@@ -622,7 +671,20 @@ impl MediaSession {
                 self.received = [0; FRAME_SAMPLES];
                 self.concealer.good_frame(&mut self.received);
             }
-            Playout::Lost => self.concealer.conceal(&mut self.received),
+            Playout::Lost => {
+                // G.711 decodes without state, so the frame after the gap can be decoded
+                // ahead and the gap interpolated towards it.
+                let mut next_payload = [0u8; MAX_FRAME_BYTES];
+                let stateless = matches!(self.config.codec, Codec::Pcmu | Codec::Pcma);
+                match self.jitter.peek_next_frame(&mut next_payload) {
+                    Some(payload_type) if stateless && payload_type == self.config.payload_type => {
+                        let mut next = [0i16; FRAME_SAMPLES];
+                        self.decoder.decode_frame(&next_payload, &mut next);
+                        self.concealer.interpolate(&mut self.received, &next);
+                    }
+                    _ => self.concealer.conceal(&mut self.received),
+                }
+            }
             Playout::Buffering => {
                 self.received = [0; FRAME_SAMPLES];
                 self.received_is_audio = false;
