@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use santral_media::codec::{Codec, FRAME_SAMPLES, Frame};
+use santral_media::concealment::Concealer;
 use santral_media::dtmf_detector::DtmfDetector;
 use santral_media::g711;
 use santral_media::g722::{G722Decoder, G722Encoder};
@@ -99,6 +100,81 @@ fn jitter(c: &mut Criterion) {
             matches!(buffer.pop(now), Playout::Frame { .. })
         })
     });
+}
+
+/// A packet stream delayed 40 ms ± 40 ms (uniform, reordering), per 20 ms frame: push and pop
+/// with the buffer at the depth that jitter calls for.
+fn jitter_reordered(c: &mut Criterion) {
+    let payload = [0x55u8; 160];
+    let mut buffer = JitterBuffer::new(JitterConfig::default());
+    let start = Instant::now();
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    // 1024 packets' arrival order, replayed in a loop with time running on.
+    let mut order: Vec<(u64, u16)> = (0..1024u16)
+        .map(|n| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (20_000 * u64::from(n) + seed % 80_001, n)
+        })
+        .collect();
+    order.sort();
+    let mut round = 0u64;
+    let mut k = 0usize;
+    c.bench_function(
+        "jitter buffer push+pop per 20 ms frame, 40 ms jitter",
+        |b| {
+            b.iter(|| {
+                let (at, n) = order[k];
+                let base = round * 1024;
+                let sequence = (base + u64::from(n)) as u16;
+                let arrival = start + Duration::from_micros(round * 1024 * 20_000 + at);
+                buffer.push(
+                    arrival,
+                    sequence,
+                    160u32.wrapping_mul((base + u64::from(n)) as u32),
+                    0,
+                    black_box(&payload),
+                );
+                let tick = start + Duration::from_micros((base + k as u64) * 20_000 + 7_000);
+                let played = matches!(buffer.pop(tick), Playout::Frame { .. });
+                k += 1;
+                if k == order.len() {
+                    k = 0;
+                    round += 1;
+                }
+                played
+            })
+        },
+    );
+}
+
+/// One lost frame of voiced speech after good ones: the concealer's work for it (the first
+/// lost frame includes the pitch search).
+fn concealment(c: &mut Criterion) {
+    let mut primed = Concealer::new();
+    for k in 0..5 {
+        let mut frame = speech_like_frame(k);
+        primed.good_frame(&mut frame);
+    }
+    let next = speech_like_frame(6);
+    let mut group = c.benchmark_group("concealment per lost 20 ms frame");
+    let mut out = [0i16; FRAME_SAMPLES];
+    group.bench_function("extrapolate (pitch repetition)", |b| {
+        b.iter(|| {
+            let mut concealer = primed.clone();
+            concealer.conceal(black_box(&mut out));
+            out[0]
+        })
+    });
+    group.bench_function("interpolate towards the next frame", |b| {
+        b.iter(|| {
+            let mut concealer = primed.clone();
+            concealer.interpolate(black_box(&mut out), black_box(&next));
+            out[0]
+        })
+    });
+    group.finish();
 }
 
 /// 30 ms packets (240 bytes): three ticks per two packets, so the cost is given per 20 ms frame
@@ -338,7 +414,9 @@ criterion_group!(
     codecs,
     dtmf,
     jitter,
+    jitter_reordered,
     jitter_30ms,
+    concealment,
     mixer,
     session,
     relay_in_memory,
