@@ -9,6 +9,7 @@
 //! (the shared tick and the launch plan), [`stats`] (histograms); [`generator`] is the driver.
 
 pub mod agent_call;
+pub mod agents;
 pub mod audio;
 pub mod batch_socket;
 pub mod call;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use santral_load::agents::{Account, AgentsConfig, run_agents};
 use santral_load::audio::EncodedAudio;
 use santral_load::call::SipTimers;
 use santral_load::sdp::Law;
@@ -27,6 +28,45 @@ enum Command {
     /// Place calls: INVITE with SDP, RTP both ways every 20 ms, an RFC 4733 digit, BYE after
     /// the hold time. Prints a table; --json writes every figure.
     Calls(CallsArgs),
+    /// Register many agent phones (digest auth), answer the calls offered to them after a
+    /// delay and echo their RTP; unregister at the end.
+    Agents(AgentsArgs),
+}
+
+#[derive(clap::Args)]
+struct AgentsArgs {
+    /// The SIP server (UDP), on 127.0.0.0/8 or [::1].
+    #[arg(long)]
+    target: std::net::SocketAddr,
+    /// Accounts as id:password, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    accounts: Vec<String>,
+    /// A file of accounts, one id:password a line (# comments).
+    #[arg(long)]
+    accounts_file: Option<PathBuf>,
+    /// A numeric range of accounts, e.g. 3001-3100, each with password <--password-prefix><id>.
+    #[arg(long)]
+    accounts_range: Option<String>,
+    #[arg(long, default_value = "bench")]
+    password_prefix: String,
+    /// Ringing time before answering.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    answer_after: Duration,
+    /// REGISTERs started per second.
+    #[arg(long, default_value_t = 100.0)]
+    register_rate: f64,
+    #[arg(long, default_value_t = 600)]
+    expires: u32,
+    /// How long the agents stay registered and answer.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    duration: Duration,
+    #[arg(long, default_value_t = 2)]
+    rtp_sockets: usize,
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    t1: Duration,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -128,7 +168,68 @@ fn main() -> ExitCode {
 }
 
 fn main_result() -> Result<ExitCode> {
-    let Command::Calls(args) = Cli::parse().command;
+    match Cli::parse().command {
+        Command::Calls(args) => calls(args),
+        Command::Agents(args) => agents(args),
+    }
+}
+
+fn agents(args: AgentsArgs) -> Result<ExitCode> {
+    let mut accounts = Vec::new();
+    for text in &args.accounts {
+        accounts.push(Account::parse(text)?);
+    }
+    if let Some(path) = &args.accounts_file {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            accounts.push(
+                Account::parse(line).with_context(|| format!("{}:{}", path.display(), n + 1))?,
+            );
+        }
+    }
+    if let Some(range) = &args.accounts_range {
+        let parsed = range
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?)))
+            .filter(|(a, b)| a <= b && b - a < 100_000);
+        let Some((first, last)) = parsed else {
+            bail!("--accounts-range must be FIRST-LAST (at most 100,000 accounts), got {range:?}");
+        };
+        for id in first..=last {
+            accounts.push(Account {
+                id: id.to_string(),
+                password: format!("{}{id}", args.password_prefix),
+            });
+        }
+    }
+    let config = AgentsConfig {
+        target: args.target,
+        accounts,
+        answer_after: args.answer_after,
+        register_rate: args.register_rate,
+        expires: args.expires,
+        duration: args.duration,
+        rtp_sockets: args.rtp_sockets,
+        timers: SipTimers {
+            t1: args.t1,
+            t2: Duration::from_secs(4).max(args.t1),
+        },
+    };
+    let report = run_agents(&config)?;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn calls(args: CallsArgs) -> Result<ExitCode> {
     let law = match args.codec {
         Codec::Pcma => Law::Pcma,
         Codec::Pcmu => Law::Pcmu,
