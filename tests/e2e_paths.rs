@@ -1,7 +1,7 @@
 //! End to end, the other paths a call centre lives on, each with real SIP clients against the
 //! real binary: card services by DTMF, a caller who gives up while waiting (seen on the
 //! wallboard in headless Chromium first), an agent who does not answer, calls to numbers
-//! that are not hotlines, and a shutdown that drains calls.
+//! that are not hotlines, overload control, and a shutdown that drains calls.
 
 mod support;
 
@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::{
-    Santral, agent_args, caller_args, free_udp_port, get_json, only_call, register_agent, sipp,
-    spawn_sipp, wait_sipp,
+    Santral, agent_args, caller_args, free_udp_port, get_json, get_text, only_call, register_agent,
+    sipp, spawn_sipp, wait_sipp,
 };
 
 #[test]
@@ -228,6 +228,37 @@ fn sigterm_drains_refusing_new_calls_then_hangs_up_the_rest() {
     assert_eq!(reason, "server shutdown");
     assert_eq!(disposition, "no-agent");
     assert!(wait_ms >= 3000, "waited through the drain: {wait_ms} ms");
+}
+
+#[test]
+fn overload_control_refuses_calls_beyond_the_limit_with_503_and_retry_after() {
+    let mut server = Santral::start("overload:\n  max_calls: 1\n  retry_after: 7s\n");
+    let mut waiting = spawn_sipp(&caller_args("caller_waits.xml", &server, 0));
+    assert!(
+        server.wait_for_log("caller queued", Duration::from_secs(15)),
+        "{:#?}",
+        server.seen
+    );
+    // The second caller is turned away before any media is spent on it.
+    let (ok, out) = sipp(
+        "caller_refused_503.xml",
+        "u1",
+        server.sip_udp,
+        &["-s", "1000", "-mp", &free_udp_port().to_string()],
+    );
+    assert!(ok, "call beyond max_calls → 503: {out}");
+    let metrics = get_text(&server.url("/metrics"));
+    assert!(
+        metrics.contains("santral_calls_refused_total{reason=\"max-calls\"} 1"),
+        "{metrics}"
+    );
+    let live = get_json(&server.url("/api/v1/calls/live"));
+    let _ = waiting.kill();
+    let _ = waiting.wait();
+    assert!(
+        live.as_array().is_none_or(|calls| calls.len() <= 1),
+        "only the first call is in progress: {live}"
+    );
 }
 
 /// Mean square of one channel (0 left, 1 right) of a stereo 16-bit WAV.

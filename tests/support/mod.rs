@@ -254,6 +254,13 @@ pub fn wait_sipp(mut child: Child, timeout: Duration) -> (bool, String) {
 }
 
 /// GET `url` and parse JSON.
+pub fn get_text(url: &str) -> String {
+    reqwest::blocking::get(url)
+        .unwrap_or_else(|err| panic!("GET {url}: {err}"))
+        .text()
+        .unwrap_or_else(|err| panic!("GET {url}: not text: {err}"))
+}
+
 pub fn get_json(url: &str) -> serde_json::Value {
     reqwest::blocking::get(url)
         .unwrap_or_else(|err| panic!("GET {url}: {err}"))

@@ -48,10 +48,34 @@ impl PacingSchedule {
     }
 }
 
+/// How late the pacer wakes, smoothed: the node's saturation signal. An idle or busy-but-coping
+/// runtime wakes the pacer within a fraction of a millisecond; a saturated one runs late on
+/// every tick, which is when new calls must be refused (they would degrade every call's audio).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LagMeter {
+    smoothed_us: u32,
+}
+
+impl LagMeter {
+    /// Takes one wake-up's lateness; returns the new smoothed lag (exponential average over
+    /// about eight ticks, 160 ms: one stalled tick is not overload, a run of them is).
+    pub fn record(&mut self, late: Duration) -> Duration {
+        let sample = late.as_micros().min(u32::MAX as u128) as u64;
+        let smoothed = (u64::from(self.smoothed_us) * 7 + sample) / 8;
+        self.smoothed_us = smoothed.min(u64::from(u32::MAX)) as u32;
+        self.lag()
+    }
+
+    pub fn lag(&self) -> Duration {
+        Duration::from_micros(u64::from(self.smoothed_us))
+    }
+}
+
 /// The shared tick source.
 #[derive(Debug, Clone)]
 pub struct Pacer {
     ticks: tokio::sync::watch::Receiver<u64>,
+    lag_us: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl Pacer {
@@ -59,19 +83,35 @@ impl Pacer {
     /// (every subscriber) is dropped.
     pub fn spawn() -> Pacer {
         let (sender, ticks) = tokio::sync::watch::channel(0u64);
+        let lag_us = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let published = lag_us.clone();
         tokio::spawn(async move {
             let mut schedule = PacingSchedule::new(Instant::now(), FRAME_PERIOD);
+            let mut meter = LagMeter::default();
             loop {
                 let deadline = schedule.next_deadline();
                 tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
-                if let Some(tick) = schedule.on_wake(Instant::now())
+                let now = Instant::now();
+                let lag = meter.record(now.saturating_duration_since(deadline));
+                published.store(
+                    lag.as_micros().min(u32::MAX as u128) as u32,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                if let Some(tick) = schedule.on_wake(now)
                     && sender.send(tick).is_err()
                 {
                     break;
                 }
             }
         });
-        Pacer { ticks }
+        Pacer { ticks, lag_us }
+    }
+
+    /// How late the media clock has been waking lately (see [`LagMeter`]).
+    pub fn lag(&self) -> Duration {
+        Duration::from_micros(u64::from(
+            self.lag_us.load(std::sync::atomic::Ordering::Relaxed),
+        ))
     }
 
     /// A receiver that wakes on every tick (`changed().await`).
@@ -99,6 +139,29 @@ mod tests {
             schedule.next_deadline(),
             start + Duration::from_secs(20) + FRAME_PERIOD
         );
+    }
+
+    #[test]
+    fn lag_meter_ignores_one_stall_but_follows_a_run_of_late_ticks() {
+        let mut meter = LagMeter::default();
+        for _ in 0..100 {
+            meter.record(Duration::from_micros(100));
+        }
+        assert!(meter.lag() <= Duration::from_micros(100));
+        // One 20 ms stall moves the average by an eighth only.
+        let after_stall = meter.record(Duration::from_millis(20));
+        assert!(after_stall < Duration::from_millis(3), "{after_stall:?}");
+        meter.record(Duration::from_micros(100));
+        // Every tick 15 ms late: within a few ticks the lag says so.
+        for _ in 0..16 {
+            meter.record(Duration::from_millis(15));
+        }
+        assert!(meter.lag() > Duration::from_millis(12), "{:?}", meter.lag());
+        // Recovered: back under a millisecond within a second of ticks.
+        for _ in 0..50 {
+            meter.record(Duration::from_micros(50));
+        }
+        assert!(meter.lag() < Duration::from_millis(1), "{:?}", meter.lag());
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub struct Config {
     pub queues: Vec<QueueConfig>,
     #[serde(default = "default_shutdown")]
     pub shutdown: ShutdownConfig,
+    #[serde(default = "default_overload")]
+    pub overload: OverloadConfig,
     #[serde(default = "default_recording")]
     pub recording: RecordingConfig,
 }
@@ -124,6 +126,28 @@ impl From<RecordingPolicy> for String {
             RecordingPolicy::Percent(n) => format!("{n}%"),
         }
     }
+}
+
+/// Overload control: new calls beyond these limits get 503 Service Unavailable with
+/// Retry-After before any media is spent on them. 0 turns a limit off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OverloadConfig {
+    /// Calls in progress (caller legs) at most.
+    #[serde(default = "default_overload_max_calls")]
+    pub max_calls: u32,
+    /// New calls per second at most (a burst of one second's worth is allowed).
+    #[serde(default = "default_overload_max_call_rate")]
+    pub max_call_rate: u32,
+    /// The node is saturated when its shared 20 ms media clock wakes later than this on
+    /// average; new calls are refused until it recovers. `0s` turns it off.
+    #[serde(default = "default_overload_max_media_lag", with = "duration_text")]
+    #[schemars(with = "String")]
+    pub max_media_lag: Duration,
+    /// The Retry-After given with the 503.
+    #[serde(default = "default_overload_retry_after", with = "duration_text")]
+    #[schemars(with = "String")]
+    pub retry_after: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -453,6 +477,9 @@ field_defaults_from_embedded! {
     fn default_agents() -> AgentsConfig = "/agents";
     fn default_queues() -> Vec<QueueConfig> = "/queues";
     fn default_shutdown() -> ShutdownConfig = "/shutdown";
+    fn default_overload() -> OverloadConfig = "/overload";
+    fn default_overload_max_calls() -> u32 = "/overload/max_calls";
+    fn default_overload_max_call_rate() -> u32 = "/overload/max_call_rate";
     fn default_recording() -> RecordingConfig = "/recording";
     fn default_recording_default() -> RecordingPolicy = "/recording/default";
     fn default_sip_listen() -> Vec<ListenAddr> = "/sip/listen";
@@ -491,6 +518,8 @@ macro_rules! duration_defaults_from_embedded {
 
 duration_defaults_from_embedded! {
     fn default_shutdown_drain_timeout() -> Duration = "/shutdown/drain_timeout";
+    fn default_overload_max_media_lag() -> Duration = "/overload/max_media_lag";
+    fn default_overload_retry_after() -> Duration = "/overload/retry_after";
     fn default_sip_auth_nonce_ttl() -> Duration = "/sip/auth/nonce_ttl";
     fn default_sip_auth_lockout() -> Duration = "/sip/auth/lockout";
     fn default_sip_timers_t1() -> Duration = "/sip/timers/t1";

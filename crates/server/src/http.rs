@@ -273,6 +273,12 @@ async fn send_snapshot(socket: &mut WebSocket, state: &ApiState) -> Result<(), a
     socket.send(Message::Text(message.to_string().into())).await
 }
 
+/// Installs the process-wide Prometheus recorder, so that counters counted from now on show on
+/// /metrics.
+pub fn install_metrics() {
+    let _ = prometheus();
+}
+
 /// The process-wide Prometheus recorder, installed on first use.
 fn prometheus() -> Option<&'static PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -317,7 +323,6 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         let count = by_state.get(state_name).copied().unwrap_or(0);
         metrics::gauge!("santral_agents", "state" => state_name).set(f64::from(count));
     }
-    metrics::gauge!("santral_calls_in_progress").set(snapshot.calls.len() as f64);
     let body = handle.map(PrometheusHandle::render).unwrap_or_default();
     (
         [(

@@ -19,6 +19,7 @@ use santral_sip::{
 };
 use tokio::sync::mpsc;
 
+use crate::admission::Admission;
 use crate::agents::{self, AgentsInput};
 use crate::call::{self, CallContext, CallInput, LocateRequest, Routes};
 use crate::config::{Config, DigestAlgorithm, Transport};
@@ -200,8 +201,11 @@ pub async fn run(
         agent_ids,
         invites: HashMap::new(),
         draining: false,
+        admission: Admission::new(config.overload.clone()),
         live: feature_view,
     };
+    // Counters counted before the Prometheus recorder exists would be lost.
+    http::install_metrics();
 
     let http_listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -269,6 +273,8 @@ pub async fn run(
             }
             _ = housekeeping.tick() => {
                 let now = Instant::now();
+                metrics::gauge!("santral_media_lag_seconds").set(dispatcher.ctx.pacer.lag().as_secs_f64());
+                metrics::gauge!("santral_calls_in_progress").set(dispatcher.calls_in_progress() as f64);
                 registrar.handle_timeout(now);
                 sync_registrations(&registrar, now, &mut registered, &agents_tx).await;
                 dispatcher.forget_finished_invites();
@@ -317,7 +323,8 @@ pub async fn run(
 
 /// Applies a reloaded configuration to what can change while calls run: hotlines, agent
 /// accounts (passwords, skills, languages, names). Flows reload on their own when their files
-/// change; listen addresses, storage, media ports and queues need a restart.
+/// change; overload limits apply to the next call; listen addresses, storage, media ports and
+/// queues need a restart.
 async fn apply_reload(
     running: &Config,
     new: &Config,
@@ -331,6 +338,7 @@ async fn apply_reload(
         .map(|h| (h.number.clone(), h.flow.clone()))
         .collect();
     dispatcher.agent_ids = new.agents.accounts.iter().map(|a| a.id.clone()).collect();
+    dispatcher.admission.reconfigure(new.overload.clone());
     registrar.set_accounts(
         new.agents
             .accounts
@@ -397,6 +405,8 @@ struct Dispatcher {
     invites: HashMap<TransactionId, String>,
     /// Shutting down: refuse new calls.
     draining: bool,
+    /// Overload control for new calls.
+    admission: Admission,
     /// Agent state changes from feature codes go where the HTTP API's go.
     live: crate::live::LiveView,
 }
@@ -486,6 +496,29 @@ impl Dispatcher {
                 if self.draining {
                     let mut busy = simple(&request, 503, "Service Unavailable");
                     busy.push_header("Retry-After", "30");
+                    self.respond(id, busy).await;
+                    return;
+                }
+                let lag = self.ctx.pacer.lag();
+                if let Err(refusal) =
+                    self.admission
+                        .admit(Instant::now(), self.calls_in_progress(), lag)
+                {
+                    // Per-call logs at debug only: under overload, logging is load too.
+                    span.in_scope(|| {
+                        tracing::debug!(reason = refusal.as_str(), ?lag, "INVITE refused: overload")
+                    });
+                    metrics::counter!("santral_calls_refused_total", "reason" => refusal.as_str())
+                        .increment(1);
+                    let mut busy = simple(&request, 503, "Service Unavailable");
+                    busy.push_header(
+                        "Retry-After",
+                        self.admission.retry_after().as_secs().max(1).to_string(),
+                    );
+                    busy.push_header(
+                        "Warning",
+                        format!("399 santral \"overload: {}\"", refusal.as_str()),
+                    );
                     self.respond(id, busy).await;
                     return;
                 }
