@@ -458,12 +458,20 @@ def simulate_receiver(receiver: str, reference: np.ndarray, condition: str, seed
         schedule = os.path.join(work, "schedule.txt")
         write_schedule(schedule, reference, payload_type, impairment)
         output = os.path.join(work, "played.wav")
+        # The receiver's tick phase against the sender's clock differs per call: vary it.
+        phase_us = (seed * 7919) % 20_000
+        env = dict(os.environ, QUALITY_RECEIVER_PHASE_US=str(phase_us))
         done = subprocess.run([receiver, schedule, output], capture_output=True, text=True,
-                              timeout=60)
+                              timeout=60, env=env)
         if done.returncode != 0:
             raise RuntimeError(f"receiver failed: {done.stderr}")
         stats = json.loads(done.stdout.strip().splitlines()[-1])
-        return {"pesq": round(score(reference, read_wav(output)), 3), **stats}
+        played = read_wav(output)
+        _, lag = align(reference, played)
+        # The receiver's clock ticks from its phase; the reference's first packet left at 0:
+        # the lag (plus the phase) is the playout delay at the best alignment.
+        return {"pesq": round(score(reference, played), 3),
+                "delay_ms": round(lag / 8 + phase_us / 1000, 1), **stats}
 
 
 def git_commit() -> str:
@@ -518,7 +526,7 @@ def main() -> int:
                     for seed in range(1, args.seeds + 1)]
             scores = [r["pesq"] for r in runs]
             print(f"offline {condition:15} median PESQ {statistics.median(scores):.3f}  "
-                  f"{scores}  late {[r['late'] for r in runs]}")
+                  f"{scores}  late {[r['late'] for r in runs]}  delay ms {[r['delay_ms'] for r in runs]}")
         return 0
 
     binaries = {"santral": os.path.join(args.bin_dir, "santral"),

@@ -287,8 +287,8 @@ class Caller(Dialog):
     def stream(self, max_wait: float, digit_after: float = 1.2, lead_in: float = 0.4,
                tail: float = 1.0):
         """Sends RTP on the 20 ms grid: silence, the digit at `digit_after` s, silence until
-        `speak` is set (at most `max_wait` s), then the speech through the impairment and `tail`
-        s of silence. Bounded by construction."""
+        `speak` is set (at most `max_wait` s), then the speech and `tail` s of silence; every
+        audio packet goes through the impairment. Bounded by construction."""
         silence = bytes([g711.SILENCE[self.payload_type]]) * FRAME
         frames = [g711.encode(self.speech[k:k + FRAME], self.payload_type)
                   for k in range(0, len(self.speech) - FRAME + 1, FRAME)]
@@ -335,7 +335,9 @@ class Caller(Dialog):
                     if speech_start is not None and index >= len(frames) + int(tail / PTIME):
                         finished_at = now
                         continue
-                    delay = self.impairment.delay() if speech_start is not None and n >= speech_start else 0.0
+                    # The network is impaired for the whole call; only the menu digit's event
+                    # packets stay clean, so that every run takes the same path through the IVR.
+                    delay = self.impairment.delay()
                 sequence += 1
                 n += 1
                 if delay is not None:

@@ -41,6 +41,8 @@ const CHUNKS: usize = 128;
 const SEQUENCE_WINDOW: u16 = 100;
 /// Packets in a row after their play-out time that show the sender's clock is behind ours.
 const LATE_PACKETS_BEFORE_RESYNC: u32 = 4;
+/// Most frames of delay owed to late packets at once (one spike makes several packets late).
+const MAX_OWED_FRAMES: u32 = 2;
 /// Frames of calm (no growth) before the buffer may shrink by one frame.
 const CALM_FRAMES_BEFORE_SHRINK: u32 = 50;
 
@@ -204,6 +206,10 @@ pub struct JitterBuffer {
     /// Target growth from underruns since audio last played (undone when the gap turns out to
     /// be the sender's silence suppression).
     dry_growth: usize,
+    /// Frames of delay that late packets showed are missing: each is added at the next pop by
+    /// playing one concealed frame before the due one (a late packet is evidence; a missing
+    /// frame alone is not, it is more likely lost).
+    owed_frames: u32,
     stats: JitterStats,
 }
 
@@ -253,6 +259,7 @@ impl JitterBuffer {
             calm_frames: 0,
             probation: None,
             late_in_row: 0,
+            owed_frames: 0,
             dry_growth: 0,
             stats: JitterStats::default(),
         };
@@ -286,6 +293,7 @@ impl JitterBuffer {
         self.paused = false;
         self.late_in_row = 0;
         self.dry_growth = 0;
+        self.owed_frames = 0;
         self.previous_transit = None;
         self.calm_frames = 0;
     }
@@ -386,8 +394,10 @@ impl JitterBuffer {
         {
             self.late_in_row += 1;
             self.stats.late += 1;
-            // A late packet means our delay was too short: grow now.
+            // A late packet means our delay was too short: grow now, and add the frame of
+            // delay at the next pop.
             self.grow();
+            self.owed_frames = (self.owed_frames + 1).min(MAX_OWED_FRAMES);
             return PushOutcome::Late;
         }
         self.late_in_row = 0;
@@ -646,6 +656,13 @@ impl JitterBuffer {
             self.calm_frames = 0;
         }
         let packet_frames = self.packet_frames();
+        if self.owed_frames > 0 && depth <= self.target_depth {
+            // Late packets came: add a frame of delay now (concealed, or interpolated towards
+            // the due frame when it is here), rather than let the next ones come late too.
+            self.owed_frames -= 1;
+            self.stats.lost += 1;
+            return Playout::Lost;
+        }
         let mut play = next;
         if depth > self.target_depth + packet_frames && self.calm_frames == 0
             || depth > self.config.max_depth + 1 + packet_frames

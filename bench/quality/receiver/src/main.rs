@@ -84,7 +84,10 @@ fn run(schedule: &str, output: &str) -> Result<(), String> {
     let mut writer = hound::WavWriter::create(output, spec).map_err(|e| format!("{output}: {e}"))?;
     let last = packets.last().map_or(0, |p| p.arrival_us);
     // The tick runs at its own phase relative to the sender's clock (7 ms here).
-    let mut tick_us = 7_000u64;
+    let mut tick_us: u64 = std::env::var("QUALITY_RECEIVER_PHASE_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7_000);
     let mut next = 0;
     let trace = std::env::var_os("QUALITY_RECEIVER_TRACE").is_some();
     while tick_us <= last + 1_000_000 {
