@@ -1,0 +1,174 @@
+//! The generator's driver against small scripted SIP servers on loopback: refusals, silence,
+//! and the loopback-only rule.
+
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use santral_load::audio::EncodedAudio;
+use santral_load::call::SipTimers;
+use santral_load::sdp::Law;
+use santral_load::{LoadConfig, LoadError, run};
+use santral_sip::{Message, Method};
+
+fn config(target: std::net::SocketAddr, calls: u64) -> LoadConfig {
+    LoadConfig {
+        target,
+        to_user: "1000".into(),
+        rate_per_s: 50.0,
+        calls,
+        max_concurrent: None,
+        hold: Duration::from_millis(200),
+        digit: None,
+        law: Law::Pcma,
+        audio: EncodedAudio::tone(Law::Pcma),
+        max_duration: Duration::from_secs(20),
+        rtp_sockets: 1,
+        timers: SipTimers::default(),
+    }
+}
+
+/// A UDP "server" answering each request with `answer(request)` (if any) until stopped.
+struct Scripted {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<Method>>>,
+    addr: std::net::SocketAddr,
+}
+
+impl Scripted {
+    fn start(answer: fn(&Message) -> Option<Message>) -> Scripted {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        let addr = socket.local_addr().expect("addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 8192];
+            // Bounded: stops when told and idle (20 ms without a datagram), or after 30 s.
+            for _ in 0..1500 {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    if flag.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    continue;
+                };
+                let Ok(request) = Message::parse(&buf[..n]) else {
+                    continue;
+                };
+                if let Some(method) = request.method() {
+                    seen.push(method.clone());
+                }
+                if let Some(response) = answer(&request) {
+                    let _ = socket.send_to(&response.to_bytes(), from);
+                }
+            }
+            seen
+        });
+        Scripted {
+            stop,
+            thread: Some(thread),
+            addr,
+        }
+    }
+
+    fn stop(mut self) -> Vec<Method> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .map(|t| t.join().expect("server thread"))
+            .unwrap_or_default()
+    }
+}
+
+#[test]
+fn overload_refusals_are_counted_apart_from_failures() {
+    let server = Scripted::start(|request| match request.method() {
+        Some(Method::Invite) => {
+            let mut busy = Message::response_to(request, 503, "Service Unavailable");
+            busy.set_to_tag("busy");
+            busy.push_header("Retry-After", "30");
+            Some(busy)
+        }
+        _ => None,
+    });
+    let report = run(&config(server.addr, 5)).expect("run");
+    let seen = server.stop();
+    assert_eq!(report.calls.attempted, 5);
+    assert_eq!(report.calls.refused_503, 5);
+    assert_eq!(report.calls.answered, 0);
+    assert_eq!(report.calls.failed(), 0);
+    // Every 503 was acknowledged.
+    assert_eq!(
+        seen.iter().filter(|m| **m == Method::Ack).count(),
+        5,
+        "{seen:?}"
+    );
+    assert!(
+        report
+            .table()
+            .contains("refused with 503                       5"),
+        "{}",
+        report.table()
+    );
+}
+
+#[test]
+fn other_final_statuses_are_counted_by_code() {
+    let server = Scripted::start(|request| match request.method() {
+        Some(Method::Invite) => {
+            let mut nope = Message::response_to(request, 404, "Not Found");
+            nope.set_to_tag("nf");
+            Some(nope)
+        }
+        _ => None,
+    });
+    let report = run(&config(server.addr, 3)).expect("run");
+    server.stop();
+    assert_eq!(report.calls.failed_by_status.get(&404), Some(&3));
+    assert_eq!(report.calls.failed(), 3);
+    assert_eq!(report.per_call[0].outcome, "failed_404");
+    assert_eq!(report.per_call[0].status, Some(404));
+}
+
+#[test]
+fn a_silent_server_times_out_and_the_retransmissions_are_counted() {
+    let server = Scripted::start(|_| None);
+    let mut config = config(server.addr, 2);
+    // A short T1 keeps the test quick: Timer B is 64·T1 = 640 ms.
+    config.timers = SipTimers {
+        t1: Duration::from_millis(10),
+        t2: Duration::from_millis(80),
+    };
+    let report = run(&config).expect("run");
+    let seen = server.stop();
+    assert_eq!(report.calls.timed_out, 2);
+    assert!(
+        report.retransmissions.invite >= 2,
+        "{:?}",
+        report.retransmissions
+    );
+    let invites = seen.iter().filter(|m| **m == Method::Invite).count() as u64;
+    assert_eq!(
+        invites,
+        2 + report.retransmissions.invite,
+        "each retransmission reached the server"
+    );
+}
+
+#[test]
+fn targets_outside_loopback_are_refused_before_anything_is_sent() {
+    let outside = config("198.51.100.7:5060".parse().unwrap(), 1);
+    let err = run(&outside).unwrap_err();
+    assert!(matches!(err, LoadError::Target(_)), "{err}");
+    assert!(err.to_string().contains("not a loopback address"), "{err}");
+    let mut zero = config("127.0.0.1:5060".parse().unwrap(), 0);
+    assert!(run(&zero).unwrap_err().to_string().contains("--calls"));
+    zero.calls = 1;
+    zero.to_user = "a b".into();
+    assert!(run(&zero).unwrap_err().to_string().contains("--to"));
+}
