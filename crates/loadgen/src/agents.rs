@@ -16,6 +16,7 @@ use crate::agent_call::{AgentOutcome, AnswerSetup, AnsweringCall};
 use crate::batch_socket::{self, BatchSocket, RecvBatch, SendBatch};
 use crate::call::{Progress, SipTimers};
 use crate::generator::{LoadError, PACKET_PERIOD};
+use crate::process;
 use crate::rtp;
 use crate::schedule::{Launcher, Pacer};
 use crate::stats::{Histogram, Summary};
@@ -302,7 +303,7 @@ pub fn run_agents(config: &AgentsConfig) -> Result<AgentsReport, LoadError> {
     }
     let mut driver = AgentsDriver {
         config,
-        run_tag: (batch_socket::wall_ns() as u32) ^ std::process::id().rotate_left(16),
+        run_tag: (process::wall_ns() as u32) ^ std::process::id().rotate_left(16),
         sip,
         local_sip,
         rtp,
@@ -337,7 +338,7 @@ pub fn run_agents(config: &AgentsConfig) -> Result<AgentsReport, LoadError> {
 
 impl AgentsDriver<'_> {
     fn run(&mut self) -> Result<AgentsReport, LoadError> {
-        let cpu_before = batch_socket::cpu_time();
+        let cpu_before = process::cpu_time();
         let start = Instant::now();
         let deadline = start + self.config.duration;
         let mut pacer = Pacer::new(start, PACKET_PERIOD, 3);
@@ -385,7 +386,7 @@ impl AgentsDriver<'_> {
         }
         self.finish()?;
         let end = Instant::now();
-        let cpu_after = batch_socket::cpu_time();
+        let cpu_after = process::cpu_time();
         let cpu = (
             cpu_after.0.saturating_sub(cpu_before.0),
             cpu_after.1.saturating_sub(cpu_before.1),
@@ -637,7 +638,7 @@ impl AgentsDriver<'_> {
                 if n == 0 {
                     break;
                 }
-                let fallback_ns = batch_socket::wall_ns();
+                let fallback_ns = process::wall_ns();
                 for i in 0..n {
                     let Some((bytes, meta)) = self.rtp_recv.get(i) else {
                         continue;

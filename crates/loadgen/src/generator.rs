@@ -13,6 +13,7 @@ use crate::audio::EncodedAudio;
 use crate::batch_socket::{self, BatchSocket, RecvBatch, SendBatch};
 use crate::call::{self, Call, CallSetup, Outcome, Progress, SipTimers};
 use crate::media_stream::MAX_PACKET;
+use crate::process;
 use crate::report::{
     CallCounts, CallLine, GeneratorFigures, Report, RetransmissionCounts, RtpFigures, Settings,
 };
@@ -160,7 +161,7 @@ pub fn run(config: &LoadConfig) -> Result<Report, LoadError> {
     let per_socket = calls.div_ceil(config.rtp_sockets).max(1);
     let mut driver = Driver {
         config,
-        run_tag: (batch_socket::wall_ns() as u32) ^ std::process::id().rotate_left(16),
+        run_tag: (process::wall_ns() as u32) ^ std::process::id().rotate_left(16),
         sip,
         rtp,
         rtp_addrs,
@@ -195,7 +196,7 @@ pub fn run(config: &LoadConfig) -> Result<Report, LoadError> {
 
 impl Driver<'_> {
     fn run(&mut self) -> Result<Report, LoadError> {
-        let cpu_before = batch_socket::cpu_time();
+        let cpu_before = process::cpu_time();
         let start = Instant::now();
         let deadline = start + self.config.max_duration;
         let mut pacer = Pacer::new(start, PACKET_PERIOD, MAX_CATCH_UP_TICKS);
@@ -268,7 +269,7 @@ impl Driver<'_> {
             self.sweep();
         }
         let end = Instant::now();
-        let cpu_after = batch_socket::cpu_time();
+        let cpu_after = process::cpu_time();
         let cpu = (
             cpu_after.0.saturating_sub(cpu_before.0),
             cpu_after.1.saturating_sub(cpu_before.1),
@@ -301,7 +302,7 @@ impl Driver<'_> {
         let call = Call::start(&setup, now, &mut self.sip_out);
         debug!(call_id = call.call_id(), "INVITE");
         self.calls.push(call);
-        self.invite_wall_ns.push(batch_socket::wall_ns());
+        self.invite_wall_ns.push(process::wall_ns());
         self.latency_us.push(None);
         self.active.push(index);
         self.meters.peak_concurrent = self.meters.peak_concurrent.max(self.active.len() as u64);
@@ -406,7 +407,7 @@ impl Driver<'_> {
                 if n == 0 {
                     break;
                 }
-                let fallback_ns = batch_socket::wall_ns();
+                let fallback_ns = process::wall_ns();
                 for i in 0..n {
                     let Some((bytes, meta)) = self.rtp_recv.get(i) else {
                         continue;

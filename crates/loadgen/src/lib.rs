@@ -16,6 +16,7 @@ pub mod call;
 pub mod digit;
 pub mod generator;
 pub mod media_stream;
+pub mod process;
 pub mod report;
 pub mod rtp;
 pub mod schedule;

@@ -67,6 +67,9 @@ struct AgentsArgs {
     /// Write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Run with SCHED_FIFO priority (root or CAP_SYS_NICE).
+    #[arg(long)]
+    realtime: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -122,6 +125,13 @@ struct CallsArgs {
     /// Exit with status 2 when any call failed, timed out or was refused.
     #[arg(long)]
     strict: bool,
+    /// Leave the line per call out of the JSON report (long runs).
+    #[arg(long)]
+    no_per_call: bool,
+    /// Run with SCHED_FIFO priority (root or CAP_SYS_NICE) so a busy machine does not make
+    /// the generator late.
+    #[arg(long)]
+    realtime: bool,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -164,6 +174,13 @@ fn main() -> ExitCode {
             eprintln!("santral-load: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Real-time priority, best effort: without the privilege the run goes on, with a warning.
+fn realtime() {
+    if let Err(err) = santral_load::process::set_realtime_priority(10) {
+        eprintln!("santral-load: --realtime: {err} (running with normal priority)");
     }
 }
 
@@ -220,6 +237,9 @@ fn agents(args: AgentsArgs) -> Result<ExitCode> {
             t2: Duration::from_secs(4).max(args.t1),
         },
     };
+    if args.realtime {
+        realtime();
+    }
     let report = run_agents(&config)?;
     print!("{}", report.table());
     if let Some(path) = &args.json {
@@ -262,8 +282,14 @@ fn calls(args: CallsArgs) -> Result<ExitCode> {
             t2: Duration::from_secs(4).max(args.t1),
         },
     };
-    let report = run(&config)?;
+    if args.realtime {
+        realtime();
+    }
+    let mut report = run(&config)?;
     print!("{}", report.table());
+    if args.no_per_call {
+        report.per_call.clear();
+    }
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
