@@ -355,7 +355,7 @@ impl AgentsDriver<'_> {
         // Bounded by the deadline.
         loop {
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || process::stop_requested() {
                 break;
             }
             let mut wake = pacer.next_deadline().min(deadline);

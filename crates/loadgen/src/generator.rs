@@ -218,7 +218,7 @@ impl Driver<'_> {
         // Bounded by the deadline: every pass either waits for time to pass or works.
         loop {
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || process::stop_requested() {
                 launcher.stop();
                 self.abandon_all(now)?;
                 break;

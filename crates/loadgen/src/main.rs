@@ -185,6 +185,8 @@ fn realtime() {
 }
 
 fn main_result() -> Result<ExitCode> {
+    santral_load::process::install_stop_handler()
+        .context("installing the SIGINT/SIGTERM handler")?;
     match Cli::parse().command {
         Command::Calls(args) => calls(args),
         Command::Agents(args) => agents(args),

@@ -4,7 +4,40 @@
 
 use std::io;
 use std::mem::zeroed;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// Set by SIGINT/SIGTERM: the run stops early (hanging up its calls) and still reports.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_signal: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Makes SIGINT and SIGTERM request a graceful stop instead of killing the process, so a
+/// harness that stops the generator still gets its report.
+pub fn install_stop_handler() -> io::Result<()> {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installs a handler that only stores to an atomic.
+        let previous =
+            unsafe { libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t) };
+        if previous == libc::SIG_ERR {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Whether a stop was requested (by a signal or [`request_stop`]).
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
+
+/// Requests a graceful stop (what the signal handler does).
+pub fn request_stop() {
+    STOP.store(true, Ordering::Relaxed);
+}
 
 /// CPU time this process used: (user, system).
 pub fn cpu_time() -> (Duration, Duration) {

@@ -1,10 +1,8 @@
 //! The generator's driver against small scripted SIP servers on loopback: refusals, silence,
 //! and the loopback-only rule.
 
-use std::net::UdpSocket;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+mod support;
+
 use std::time::Duration;
 
 use santral_load::audio::EncodedAudio;
@@ -12,6 +10,7 @@ use santral_load::call::SipTimers;
 use santral_load::sdp::Law;
 use santral_load::{LoadConfig, LoadError, run};
 use santral_sip::{Message, Method};
+use support::Scripted;
 
 fn config(target: std::net::SocketAddr, calls: u64) -> LoadConfig {
     LoadConfig {
@@ -27,61 +26,6 @@ fn config(target: std::net::SocketAddr, calls: u64) -> LoadConfig {
         max_duration: Duration::from_secs(20),
         rtp_sockets: 1,
         timers: SipTimers::default(),
-    }
-}
-
-/// A UDP "server" answering each request with `answer(request)` (if any) until stopped.
-struct Scripted {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Vec<Method>>>,
-    addr: std::net::SocketAddr,
-}
-
-impl Scripted {
-    fn start(answer: fn(&Message) -> Option<Message>) -> Scripted {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        socket
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .expect("timeout");
-        let addr = socket.local_addr().expect("addr");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            let mut buf = [0u8; 8192];
-            // Bounded: stops when told and idle (20 ms without a datagram), or after 30 s.
-            for _ in 0..1500 {
-                let Ok((n, from)) = socket.recv_from(&mut buf) else {
-                    if flag.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    continue;
-                };
-                let Ok(request) = Message::parse(&buf[..n]) else {
-                    continue;
-                };
-                if let Some(method) = request.method() {
-                    seen.push(method.clone());
-                }
-                if let Some(response) = answer(&request) {
-                    let _ = socket.send_to(&response.to_bytes(), from);
-                }
-            }
-            seen
-        });
-        Scripted {
-            stop,
-            thread: Some(thread),
-            addr,
-        }
-    }
-
-    fn stop(mut self) -> Vec<Method> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .take()
-            .map(|t| t.join().expect("server thread"))
-            .unwrap_or_default()
     }
 }
 

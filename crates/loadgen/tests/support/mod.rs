@@ -6,6 +6,11 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use santral_sip::{Message, Method};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -155,5 +160,60 @@ impl Santral {
         );
         serde_json::from_str(body)
             .unwrap_or_else(|err| panic!("GET {path}: not JSON: {err}: {body}"))
+    }
+}
+
+/// A UDP "server" answering each request with `answer(request)` (if any) until stopped.
+pub struct Scripted {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<Method>>>,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Scripted {
+    pub fn start(answer: fn(&Message) -> Option<Message>) -> Scripted {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        let addr = socket.local_addr().expect("addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 8192];
+            // Bounded: stops when told and idle (20 ms without a datagram), or after 30 s.
+            for _ in 0..1500 {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    if flag.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    continue;
+                };
+                let Ok(request) = Message::parse(&buf[..n]) else {
+                    continue;
+                };
+                if let Some(method) = request.method() {
+                    seen.push(method.clone());
+                }
+                if let Some(response) = answer(&request) {
+                    let _ = socket.send_to(&response.to_bytes(), from);
+                }
+            }
+            seen
+        });
+        Scripted {
+            stop,
+            thread: Some(thread),
+            addr,
+        }
+    }
+
+    pub fn stop(mut self) -> Vec<Method> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .map(|t| t.join().expect("server thread"))
+            .unwrap_or_default()
     }
 }
