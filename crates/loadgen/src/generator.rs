@@ -127,6 +127,7 @@ struct Driver<'a> {
     config: &'a LoadConfig,
     run_tag: u32,
     sip: BatchSocket,
+    local_sip: SocketAddr,
     rtp: Vec<BatchSocket>,
     rtp_addrs: Vec<SocketAddr>,
     calls: Vec<Call>,
@@ -150,6 +151,7 @@ pub fn run(config: &LoadConfig) -> Result<Report, LoadError> {
     config.validate()?;
     let local_ip = config.local_ip();
     let sip = BatchSocket::bind(SocketAddr::new(local_ip, 0), true)?;
+    let local_sip = sip.local_addr()?;
     let mut rtp = Vec::with_capacity(config.rtp_sockets);
     let mut rtp_addrs = Vec::with_capacity(config.rtp_sockets);
     for _ in 0..config.rtp_sockets {
@@ -163,6 +165,7 @@ pub fn run(config: &LoadConfig) -> Result<Report, LoadError> {
         config,
         run_tag: (process::wall_ns() as u32) ^ std::process::id().rotate_left(16),
         sip,
+        local_sip,
         rtp,
         rtp_addrs,
         calls: Vec::with_capacity(calls),
@@ -283,10 +286,7 @@ impl Driver<'_> {
         let setup = CallSetup {
             index,
             run_tag: self.run_tag,
-            local_sip: self
-                .sip
-                .local_addr()
-                .unwrap_or_else(|_| SocketAddr::new(self.config.local_ip(), 0)),
+            local_sip: self.local_sip,
             target: self.config.target,
             to_user: self.config.to_user.clone(),
             local_rtp: self.rtp_addrs[rtp_socket],
