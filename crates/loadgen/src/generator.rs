@@ -251,7 +251,7 @@ impl Driver<'_> {
             }
             let mut launched = 0;
             while launched < 10_000 && launcher.poll(now, self.active.len()) {
-                self.launch(now);
+                self.launch(now)?;
                 launched += 1;
             }
             self.flush_sip()?;
@@ -280,7 +280,8 @@ impl Driver<'_> {
         Ok(self.report(end.duration_since(start), cpu, pacer.skipped()))
     }
 
-    fn launch(&mut self, now: Instant) {
+    /// Starts one call and sends its INVITE at once (its send time is the latency's start).
+    fn launch(&mut self, now: Instant) -> Result<(), LoadError> {
         let index = self.calls.len() as u32;
         let rtp_socket = index as usize % self.rtp.len();
         let setup = CallSetup {
@@ -303,9 +304,11 @@ impl Driver<'_> {
         debug!(call_id = call.call_id(), "INVITE");
         self.calls.push(call);
         self.invite_wall_ns.push(process::wall_ns());
+        self.flush_sip()?;
         self.latency_us.push(None);
         self.active.push(index);
         self.meters.peak_concurrent = self.meters.peak_concurrent.max(self.active.len() as u64);
+        Ok(())
     }
 
     fn flush_sip(&mut self) -> Result<(), LoadError> {
