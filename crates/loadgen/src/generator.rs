@@ -51,6 +51,9 @@ pub struct LoadConfig {
     pub max_duration: Duration,
     /// RTP sockets the calls are spread over (each advertised by many calls).
     pub rtp_sockets: usize,
+    /// Send phases per 20 ms period (1–20): call i sends in phase i mod phases, one
+    /// `sendmmsg` per phase and socket.
+    pub send_phases: u32,
     pub timers: SipTimers,
 }
 
@@ -82,6 +85,9 @@ impl LoadConfig {
         }
         if !(1..=64).contains(&self.rtp_sockets) {
             return invalid("--rtp-sockets must be between 1 and 64");
+        }
+        if !(1..=20).contains(&self.send_phases) {
+            return invalid("--send-phases must be between 1 and 20");
         }
         if self.to_user.is_empty()
             || self
@@ -202,7 +208,11 @@ impl Driver<'_> {
         let cpu_before = process::cpu_time();
         let start = Instant::now();
         let deadline = start + self.config.max_duration;
-        let mut pacer = Pacer::new(start, PACKET_PERIOD, MAX_CATCH_UP_TICKS);
+        // The 20 ms period is cut into send phases; call i sends in phase i mod phases, so the
+        // server sees packets spread over the period as from independent phones, not one burst.
+        let phases = self.config.send_phases;
+        let sub_period = PACKET_PERIOD / phases;
+        let mut pacer = Pacer::new(start, sub_period, MAX_CATCH_UP_TICKS * u64::from(phases));
         let mut launcher = Launcher::new(
             start,
             self.config.rate_per_s,
@@ -265,7 +275,7 @@ impl Driver<'_> {
                     let interval = sent_at.duration_since(last).as_micros() as u64;
                     self.meters
                         .send_jitter_us
-                        .record(interval.abs_diff(PACKET_PERIOD.as_micros() as u64));
+                        .record(interval.abs_diff(sub_period.as_micros() as u64));
                 }
                 last_send = Some(sent_at);
             }
@@ -440,12 +450,17 @@ impl Driver<'_> {
         Ok(())
     }
 
-    /// One media tick: SIP timers of every active call, then this tick's packet of every
-    /// answered call, batched per RTP socket.
-    fn tick(&mut self, tick: u64, now: Instant) -> Result<(), LoadError> {
+    /// One sub-tick of the shared clock: for the calls of this send phase, SIP timers, then
+    /// their packet of this 20 ms period, batched per RTP socket.
+    fn tick(&mut self, sub_tick: u64, now: Instant) -> Result<(), LoadError> {
         let config = self.config;
         let audio = &config.audio;
+        let phases = u64::from(config.send_phases);
+        let (tick, phase) = (sub_tick / phases, sub_tick % phases);
         for &index in &self.active {
+            if u64::from(index) % phases != phase {
+                continue;
+            }
             let call = &mut self.calls[index as usize];
             if call.on_timer(now, &mut self.sip_out) == Progress::Ended {
                 self.ended_since_sweep = true;
@@ -609,6 +624,7 @@ impl Driver<'_> {
                 digit_at_ms: config.digit.map(|(_, at)| at.as_millis() as u64),
                 codec: config.law.encoding_name().to_ascii_lowercase(),
                 rtp_sockets: config.rtp_sockets,
+                send_phases: config.send_phases,
                 max_duration_ms: config.max_duration.as_millis() as u64,
             },
             duration_s: wall.as_secs_f64(),

@@ -119,6 +119,10 @@ struct CallsArgs {
     /// RTP sockets the calls share (each advertised by many calls).
     #[arg(long, default_value_t = 2)]
     rtp_sockets: usize,
+    /// Send phases per 20 ms (1–20): calls send spread over the period in this many bursts
+    /// (1: every call's packet in one burst per period).
+    #[arg(long, default_value_t = 10)]
+    send_phases: u32,
     /// SIP timer T1 (retransmissions start at T1 and double).
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     t1: Duration,
@@ -279,6 +283,7 @@ fn calls(args: CallsArgs) -> Result<ExitCode> {
             .max_duration
             .unwrap_or(planned + Duration::from_secs(60)),
         rtp_sockets: args.rtp_sockets,
+        send_phases: args.send_phases,
         timers: SipTimers {
             t1: args.t1,
             t2: Duration::from_secs(4).max(args.t1),

@@ -33,6 +33,7 @@ pub struct Settings {
     pub digit_at_ms: Option<u64>,
     pub codec: String,
     pub rtp_sockets: usize,
+    pub send_phases: u32,
     pub max_duration_ms: u64,
 }
 
@@ -98,9 +99,10 @@ pub struct RtpFigures {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct GeneratorFigures {
-    /// How late the shared 20 ms tick was served (µs).
+    /// How late each send phase of the shared 20 ms tick was served (µs).
     pub tick_lateness_us: Summary,
-    /// |interval between consecutive send bursts − 20 ms| (µs): the generator's own jitter.
+    /// |interval between consecutive send bursts − the phase interval| (µs): the generator's
+    /// own jitter.
     pub send_interval_jitter_us: Summary,
     pub skipped_ticks: u64,
     /// Packets the kernel would not take (socket buffer full).

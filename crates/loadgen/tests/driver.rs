@@ -25,6 +25,7 @@ fn config(target: std::net::SocketAddr, calls: u64) -> LoadConfig {
         audio: EncodedAudio::tone(Law::Pcma),
         max_duration: Duration::from_secs(20),
         rtp_sockets: 1,
+        send_phases: 10,
         timers: SipTimers::default(),
     }
 }

@@ -73,6 +73,7 @@ fn callers_reach_registered_agents_who_answer_and_echo() {
         audio: EncodedAudio::tone(Law::Pcma),
         max_duration: Duration::from_secs(30),
         rtp_sockets: 1,
+        send_phases: 10,
         timers: SipTimers::default(),
     };
     let callers = run(&callers).expect("callers run");

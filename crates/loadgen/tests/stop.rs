@@ -42,6 +42,7 @@ fn a_stop_request_hangs_up_and_still_reports() {
         audio: EncodedAudio::tone(Law::Pcma),
         max_duration: Duration::from_secs(120),
         rtp_sockets: 1,
+        send_phases: 10,
         timers: SipTimers::default(),
     };
     let stopper = std::thread::spawn(|| {
