@@ -455,3 +455,142 @@ pub async fn run_relay(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::codec::Codec;
+    use crate::g711;
+    use crate::jitter::JitterConfig;
+    use crate::sdp::Direction;
+    use crate::session::SessionConfig;
+
+    const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    fn leg(codec: Codec, ssrc: u32, far_end: SocketAddr, sequence: u16) -> MediaSession {
+        MediaSession::new(
+            SessionConfig {
+                local_ssrc: ssrc,
+                codec,
+                payload_type: codec.static_payload_type(),
+                telephone_event_payload_type: Some(101),
+                remote_rtp: Some(far_end),
+                remote_rtcp: None,
+                direction: Direction::SendRecv,
+                symmetric_rtp: true,
+                inband_dtmf: false,
+                jitter: JitterConfig::default(),
+                initial_sequence: sequence,
+                initial_timestamp: 8000,
+                rtcp_interval: Duration::from_secs(60),
+                media_timeout: Duration::from_secs(60),
+            },
+            Instant::now(),
+        )
+    }
+
+    fn rtp(sequence: u16, timestamp: u32, payload_type: u8, payload: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![0x80, payload_type];
+        bytes.extend_from_slice(&sequence.to_be_bytes());
+        bytes.extend_from_slice(&timestamp.to_be_bytes());
+        bytes.extend_from_slice(&0xCA11_E500u32.to_be_bytes());
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    /// The pacer never ticks here: whatever reaches the agent's phone was forwarded as it
+    /// came, not on a tick. It carries the agent leg's SSRC and numbering (continuing what the
+    /// leg's session would send), transcoded PCMU → PCMA, in arrival order (reordering is the
+    /// phone's jitter buffer's job); afterwards the leg's own stream continues after it.
+    #[tokio::test]
+    async fn the_bridge_forwards_each_packet_at_once_under_the_legs_own_stream() {
+        let ports = PortAllocator::new(44600..=44699).unwrap_or_else(|e| panic!("{e}"));
+        let caller_sockets = RtpSockets::bind(LOCALHOST, &ports)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let agent_sockets = RtpSockets::bind(LOCALHOST, &ports)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let caller_phone = UdpSocket::bind((LOCALHOST, 0))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let agent_phone = UdpSocket::bind((LOCALHOST, 0))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let caller_leg_address = SocketAddr::new(LOCALHOST, caller_sockets.rtp_port());
+        let caller = leg(
+            Codec::Pcmu,
+            0xC,
+            caller_phone.local_addr().unwrap_or_else(|e| panic!("{e}")),
+            100,
+        );
+        let agent = leg(
+            Codec::Pcma,
+            0xA,
+            agent_phone.local_addr().unwrap_or_else(|e| panic!("{e}")),
+            500,
+        );
+        let (_ticks_tx, ticks) = watch::channel(0u64);
+        let (stop_tx, stop) = watch::channel(false);
+        let (events, _events_rx) = mpsc::channel(16);
+        let bridge = tokio::spawn(run_bridge(
+            caller,
+            caller_sockets,
+            agent,
+            agent_sockets,
+            ticks,
+            stop,
+            events,
+            None,
+        ));
+
+        let speech: Vec<i16> = (0..160).map(|n| ((n * 997) % 8000) as i16 - 4000).collect();
+        let mut ulaw = [0u8; 160];
+        g711::ulaw_encode_slice(&speech, &mut ulaw);
+        // Sent out of order: 2, 1, 3.
+        for (sequence, timestamp) in [(2u16, 320u32), (1, 160), (3, 480)] {
+            caller_phone
+                .send_to(&rtp(sequence, timestamp, 0, &ulaw), caller_leg_address)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 2048];
+        for _ in 0..3 {
+            let (len, _) =
+                tokio::time::timeout(Duration::from_secs(5), agent_phone.recv_from(&mut buffer))
+                    .await
+                    .unwrap_or_else(|_| panic!("nothing forwarded"))
+                    .unwrap_or_else(|e| panic!("{e}"));
+            received.push(buffer[..len].to_vec());
+        }
+        let fields = |p: &[u8]| {
+            (
+                p[1] & 0x7F,
+                u16::from_be_bytes([p[2], p[3]]),
+                u32::from_be_bytes([p[4], p[5], p[6], p[7]]),
+                u32::from_be_bytes([p[8], p[9], p[10], p[11]]),
+            )
+        };
+        // The agent leg's session would have sent sequence 500, timestamp 8000 next.
+        assert_eq!(fields(&received[0]), (8, 500, 8000, 0xA));
+        assert_eq!(fields(&received[1]), (8, 499, 7840, 0xA));
+        assert_eq!(fields(&received[2]), (8, 501, 8160, 0xA));
+        let mut alaw = [0u8; 160];
+        let mut through_ulaw = [0i16; 160];
+        g711::ulaw_decode_slice(&ulaw, &mut through_ulaw);
+        g711::alaw_encode_slice(&through_ulaw, &mut alaw);
+        assert_eq!(&received[0][12..], &alaw[..], "transcoded PCMU → PCMA");
+
+        let _ = stop_tx.send(true);
+        let (_, agent_end) = bridge.await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            agent_end.session.next_outgoing(),
+            (502, 8320),
+            "the leg's own stream continues after the forwarded packets"
+        );
+    }
+}

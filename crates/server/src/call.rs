@@ -642,6 +642,13 @@ impl CallTask {
             self.start_bridge(caller_end, agent_end.session, agent_end.sockets);
         } else if let Some(held) = self.held_caller.as_mut() {
             held.session.renegotiate(&media);
+        } else if self.bridge.is_some() {
+            // A new address or codec while bridged: bridge again, so that packets are forwarded
+            // (and transcoded) by what was just agreed.
+            if let Some((mut caller_end, agent_end)) = self.stop_bridge_both().await {
+                caller_end.session.renegotiate(&media);
+                self.start_bridge(caller_end, agent_end.session, agent_end.sockets);
+            }
         } else {
             self.media_command(MediaCommand::Renegotiate(media)).await;
         }
@@ -1569,7 +1576,8 @@ impl CallTask {
         self.publish_live().await;
     }
 
-    /// Runs the caller's and the agent's media in one bridge task, feeding the recording.
+    /// Runs the caller's and the agent's media in one bridge task that forwards packets
+    /// between them as they come (no added delay; see `run_bridge`), feeding the recording.
     fn start_bridge(
         &mut self,
         caller: SessionEnd,
@@ -1631,6 +1639,12 @@ impl CallTask {
             self.start_bridge(caller_end, agent_end.session, agent_end.sockets);
         } else if let Some(held) = self.held_agent.as_mut() {
             held.session.renegotiate(&media);
+        } else if self.bridge.is_some() {
+            // A new address or codec while bridged: bridge again with it.
+            if let Some((caller_end, mut agent_end)) = self.stop_bridge_both().await {
+                agent_end.session.renegotiate(&media);
+                self.start_bridge(caller_end, agent_end.session, agent_end.sockets);
+            }
         }
     }
 
