@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "bench" / "scenarios"
 WORK = ROOT / "target" / "bench"
+TARGET_DIR = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -161,7 +162,7 @@ def start_santral(args, work: Path):
         for name in ("santral.db", "santral.db-wal", "santral.db-shm"):
             (work / name).unlink(missing_ok=True)
     config = overlay(work, args.agents)
-    binary = ROOT / "target" / "release" / "santral"
+    binary = TARGET_DIR / "release" / "santral"
     logfile = open(work / "santral.log", "w")
     env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
     command = ["taskset", "-c", str(args.server_cpu), str(binary), "serve", "--config", str(config)]
@@ -286,6 +287,77 @@ def interval_jitter(path: Path):
             "max_ms": round(max(deviations), 3)}
 
 
+# ---------------------------------------------------------------- santral-load
+
+LOADGEN = TARGET_DIR / "release" / "santral-load"
+
+
+def run_load(name: str, target: str, args, rate: float, calls: int, hold_s: float,
+             max_concurrent=None):
+    """Starts santral-load (callers) pinned to the client core; returns (process, report path)."""
+    directory = WORK / "runs" / name
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    report = directory / "load.json"
+    command = ["taskset", "-c", str(args.client_cpu), str(LOADGEN), "calls", "--target", target,
+               "--to", args.service, "--rate", str(rate), "--calls", str(calls),
+               "--hold", f"{int(hold_s * 1000)}ms", "--digit", "9", "--digit-at", "1s",
+               "--no-per-call", "--json", str(report)]
+    if max_concurrent:
+        command += ["--max-concurrent", str(max_concurrent)]
+    with open(directory / "load.out", "w") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    return proc, report
+
+
+def finish_load(proc, report: Path, timeout: float):
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # santral-load hangs up what is left and still writes its report
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    try:
+        return json.loads(report.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def load_summary(report):
+    calls = report.get("calls", {})
+    failed = sum(calls.get("failed_by_status", {}).values()) + calls.get("timed_out", 0) \
+        + calls.get("bye_timed_out", 0) + calls.get("bad_answer", 0)
+    retrans = report.get("retransmissions", {})
+    latency_us = report.get("invite_to_200_us", {})
+    jitter_us = report.get("rtp", {}).get("receive_jitter_us", {})
+    generator = report.get("generator", {})
+    return {
+        "attempted": calls.get("attempted", 0), "answered": calls.get("answered", 0),
+        "completed": calls.get("completed", 0), "refused_503": calls.get("refused_503", 0),
+        "failed": failed, "unfinished": calls.get("unfinished", 0),
+        "hung_up_by_server": calls.get("hung_up_by_server", 0),
+        "retransmissions": retrans.get("invite", 0) + retrans.get("bye", 0),
+        "invite_to_200": {"p50_ms": latency_us.get("p50", 0) / 1000,
+                          "p99_ms": latency_us.get("p99", 0) / 1000,
+                          "max_ms": latency_us.get("max", 0) / 1000} if latency_us.get("count") else None,
+        "rtp_interval_jitter": {"p50_ms": jitter_us.get("p50", 0) / 1000,
+                                "p99_ms": jitter_us.get("p99", 0) / 1000,
+                                "max_ms": jitter_us.get("max", 0) / 1000} if jitter_us.get("count") else None,
+        "rtp_lost": report.get("rtp", {}).get("lost"),
+        "client_limited": generator.get("client_limited"),
+        "client_limited_reasons": generator.get("client_limited_reasons"),
+        "client_cpu_pct": generator.get("cpu_percent"),
+    }
+
+
+def load_clean(summary) -> bool:
+    return (summary["answered"] > 0 and summary["failed"] == 0 and summary["refused_503"] == 0
+            and summary["retransmissions"] == 0 and summary["unfinished"] == 0
+            and summary["hung_up_by_server"] == 0)
+
+
 # ---------------------------------------------------------------- scenarios
 
 def clean(stats) -> bool:
@@ -333,6 +405,89 @@ def scenario_a(args, target, pid):
         time.sleep(args.settle_seconds)
     at_200 = next((s["invite_to_200"] for s in steps if s["rate"] == 200), None)
     return {"steps": steps, "max_clean_rate": best, "invite_to_200_at_200cps": at_200}
+
+
+def scenario_a_load(args, target, pid):
+    """Scenario a with santral-load as the client: rates past what SIPp streams."""
+    steps, best = [], 0
+    for rate in args.load_rates:
+        calls = int(rate * args.step_seconds)
+        hold = args.short_hold_ms / 1000
+        window = CpuWindow(pid).start() if pid else None
+        proc, report = run_load(f"a-load-{rate}", target, args, rate, calls, hold)
+        summary = load_summary(finish_load(proc, report, args.step_seconds + hold + 60))
+        step = {"rate": rate, "calls": calls, **summary}
+        if window:
+            cpu = window.stop()
+            step["server"] = cpu
+            if summary["completed"]:
+                step["server_cpu_us_per_call"] = round(1e6 * cpu["cpu_s"] / summary["completed"], 1)
+        step["clean"] = load_clean(summary)
+        steps.append(step)
+        log(f"a-load: {rate} calls/s: {summary['completed']} done, {summary['failed']} failed, "
+            f"{summary['refused_503']} refused, {summary['retransmissions']} retransmissions, "
+            f"INVITE→200 {summary['invite_to_200']}, client limited: {summary['client_limited']}")
+        if not step["clean"]:
+            break
+        best = rate
+        time.sleep(args.settle_seconds)
+    at_200 = next((s["invite_to_200"] for s in steps if s["rate"] == 200), None)
+    return {"steps": steps, "max_clean_rate": best, "invite_to_200_at_200cps": at_200}
+
+
+def scenario_b_load(args, target, pid):
+    """Scenario b with santral-load as the client: concurrency past SIPp's range."""
+    levels = []
+    for level in args.load_concurrency:
+        rate = max(1, min(args.load_ramp_rate, level))
+        ramp = level / rate
+        hold = ramp + args.plateau_seconds + 8
+        rss_before = rss_kib(pid) if pid else None
+        proc, report = run_load(f"b-load-{level}", target, args, rate, level, hold,
+                                max_concurrent=level)
+        time.sleep(ramp + 3)
+        window = CpuWindow(pid).start() if pid else None
+        time.sleep(args.plateau_seconds)
+        entry = {"concurrent": level}
+        if window:
+            cpu = window.stop()
+            entry["server"] = cpu
+            entry["server_cpu_pct_per_100_calls"] = round(cpu["cpu_pct"] * 100 / level, 3)
+            entry["server_rss_kib"] = rss_kib(pid)
+            entry["rss_kib_per_call"] = round((entry["server_rss_kib"] - rss_before) / level, 1)
+        summary = load_summary(finish_load(proc, report, hold + 60))
+        entry.update(summary)
+        entry["clean"] = load_clean(summary)
+        levels.append(entry)
+        log(f"b-load: {level} concurrent: server {entry.get('server', {}).get('cpu_pct')} % CPU "
+            f"({entry.get('server_cpu_pct_per_100_calls')} % per 100), "
+            f"{entry.get('rss_kib_per_call')} KiB/call, jitter {summary['rtp_interval_jitter']}, "
+            f"{summary['completed']} done / {summary['failed']} failed / "
+            f"{summary['refused_503']} refused, client limited: {summary['client_limited']}")
+        if not entry["clean"]:
+            break
+        time.sleep(args.settle_seconds)
+    return {"levels": levels}
+
+
+def scenario_overload(args, target, pid, results):
+    """Short calls offered at twice the highest clean rate: what is answered, what is refused."""
+    capacity = max(results.get("a-load", {}).get("max_clean_rate", 0),
+                   results.get("a", {}).get("max_clean_rate", 0)) or args.load_rates[0]
+    offered = 2 * capacity
+    calls = int(offered * args.step_seconds)
+    hold = args.short_hold_ms / 1000
+    window = CpuWindow(pid).start() if pid else None
+    proc, report = run_load("overload", target, args, offered, calls, hold)
+    summary = load_summary(finish_load(proc, report, args.step_seconds + hold + 60))
+    entry = {"capacity_calls_per_s": capacity, "offered_calls_per_s": offered, **summary,
+             "goodput_calls_per_s": round(summary["completed"] / args.step_seconds, 1)}
+    if window:
+        entry["server"] = window.stop()
+    log(f"overload: offered {offered}/s (capacity {capacity}/s): {summary['completed']} completed "
+        f"({entry['goodput_calls_per_s']}/s), {summary['refused_503']} refused with 503, "
+        f"{summary['failed']} failed, {summary['retransmissions']} retransmissions")
+    return entry
 
 
 def scenario_b(args, target, pid):
@@ -500,6 +655,24 @@ def table(results) -> str:
         c = scenarios["c"]
         rows.append(f"| c full path ({c['agents']} agents) | highest clean call rate | "
                     f"{c['max_clean_rate']} calls/s |")
+    if "a-load" in scenarios:
+        a = scenarios["a-load"]
+        rows.append(f"| a short IVR calls (santral-load) | highest clean call rate | {a['max_clean_rate']} calls/s |")
+        if a.get("invite_to_200_at_200cps"):
+            l = a["invite_to_200_at_200cps"]
+            rows.append(f"| a (santral-load) | INVITE→200 at 200 calls/s p50 / p99 | {l['p50_ms']} / {l['p99_ms']} ms |")
+    if "b-load" in scenarios:
+        for level in scenarios["b-load"]["levels"]:
+            jitter = level.get("rtp_interval_jitter") or {}
+            rows.append(f"| b {level['concurrent']} long IVR calls (santral-load) | CPU % of a core per "
+                        f"100 calls; RSS per call; RTP interval jitter p99 | "
+                        f"{level.get('server_cpu_pct_per_100_calls')} %; "
+                        f"{level.get('rss_kib_per_call')} KiB; {jitter.get('p99_ms')} ms |")
+    if "overload" in scenarios:
+        o = scenarios["overload"]
+        rows.append(f"| overload: {o['offered_calls_per_s']} calls/s offered (2 × {o['capacity_calls_per_s']}) "
+                    f"| goodput; refused with 503; failed | {o['goodput_calls_per_s']} calls/s; "
+                    f"{o['refused_503']}; {o['failed']} |")
     if "d" in scenarios:
         d = scenarios["d"]
         rows.append(f"| d registration storm | highest clean rate | {d['max_clean_rate']} REGISTER/s |")
@@ -525,7 +698,8 @@ def parse_args():
                         "instead of starting santral")
     parser.add_argument("--pid", type=int, help="the target's process id (CPU and memory)")
     parser.add_argument("--service", default="1000", help="number dialled (default 1000)")
-    parser.add_argument("--scenarios", default="a,b,c,d")
+    parser.add_argument("--scenarios", default="a,a-load,b,b-load,overload,c,d",
+                        help="any of a, a-load, b, b-load, overload, c, d (comma-separated)")
     parser.add_argument("--quick", action="store_true", help="a short run (minutes, not hours)")
     parser.add_argument("--smoke", action="store_true",
                         help="seconds: one small step per scenario (used by the test suite)")
@@ -539,15 +713,20 @@ def parse_args():
     args.register_rates = [200, 500, 1000, 2000, 4000, 8000]
     args.step_seconds, args.short_hold_ms, args.plateau_seconds = 10, 3000, 10
     args.talk_ms, args.agents, args.ramp_rate, args.settle_seconds = 4000, 400, 100, 3
+    args.load_rates = [100, 200, 300, 400, 500, 600, 800, 1000, 1200, 1500]
+    args.load_concurrency = [100, 400, 1000, 2000, 3000, 4000]
+    args.load_ramp_rate = 200
     if args.quick:
         args.rates, args.concurrency = [50, 200, 500], [100, 400]
         args.full_rates, args.register_rates = [20, 50], [500, 2000]
         args.step_seconds, args.agents = 5, 200
+        args.load_rates, args.load_concurrency = [200, 500, 1000], [400, 2000]
     if args.smoke:
         args.rates, args.concurrency = [10], [20]
         args.full_rates, args.register_rates = [5], [50]
         args.step_seconds, args.short_hold_ms, args.plateau_seconds = 2, 2000, 3
         args.talk_ms, args.agents, args.ramp_rate, args.settle_seconds = 2000, 20, 20, 1
+        args.load_rates, args.load_concurrency, args.load_ramp_rate = [10], [20], 20
     if args.target and not args.target.startswith(("127.", "[::1]", "localhost")):
         parser.error("--target must be on loopback (127.0.0.0/8 or [::1])")
     return args
@@ -559,6 +738,7 @@ def prepare(args):
         subprocess.run([str(ROOT / "scripts" / "install-deps")], check=True)
     if not args.target:
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "santral"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "santral-load"], cwd=ROOT, check=True)
     maker = SCENARIOS / "make_caller_pcap.py"
     for name, extra in (("caller_pcma.pcap", ["70", "9"]),
                         ("queue_caller_pcma.pcap", ["40", "1", "once"])):
@@ -585,9 +765,13 @@ def main() -> int:
                "machine": machine(), "server_cpu": args.server_cpu, "client_cpu": args.client_cpu,
                "mode": "smoke" if args.smoke else "quick" if args.quick else "full",
                "scenarios": {}}
-    runners = {"a": scenario_a, "b": scenario_b, "c": scenario_c, "d": scenario_d}
+    runners = {"a": scenario_a, "a-load": scenario_a_load, "b": scenario_b,
+               "b-load": scenario_b_load, "c": scenario_c, "d": scenario_d,
+               "overload": lambda a, t, p: scenario_overload(a, t, p, results["scenarios"])}
     try:
         for name in args.scenarios.split(","):
+            if name not in runners:
+                sys.exit(f"unknown scenario {name!r}: choose from {', '.join(runners)}")
             log(f"scenario {name}")
             results["scenarios"][name] = runners[name](args, target, pid)
             time.sleep(args.settle_seconds)

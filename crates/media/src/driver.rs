@@ -3,7 +3,7 @@
 //! exchanges commands and events with the call task over channels.
 //!
 //! Per packet: one `recv_from` into a reused stack buffer, one `handle_rtp`, no allocation,
-//! no lock. Per tick: one `tick` and at most one `send_to`.
+//! no lock. Per tick: the commands that came in, one `tick` and at most one `send_to`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use thiserror::Error;
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
@@ -74,8 +75,9 @@ impl RtpSockets {
 }
 
 /// What the call task can ask of its media.
+/// Kept small: a call's command channel holds a block of 32 of these from its first command
+/// on (bridges and mixers feed live audio to their sessions directly, not through here).
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)] // LiveFrame is sent every tick: boxing it would allocate.
 pub enum MediaCommand {
     Play {
         playlist: Playlist,
@@ -90,10 +92,6 @@ pub enum MediaCommand {
         duration_ms: u32,
     },
     Renegotiate(NegotiatedMedia),
-    /// Send the frames given with `LiveFrame` from now on (bridge/mixer).
-    GoLive,
-    /// Audio for the next tick (by value: no allocation per frame).
-    LiveFrame(Frame),
     /// End the call's media: sends an RTCP BYE, then the driver returns.
     Shutdown,
     /// Stop driving without a BYE (the stream continues elsewhere, e.g. in `run_bridge`).
@@ -129,8 +127,51 @@ pub async fn run_session(
     let mut rtcp_buffer = [0u8; 2048];
     let mut say_goodbye = true;
     let mut last_tick = *ticks.borrow_and_update();
-    loop {
+    // Two wake-ups per call every 20 ms (its packet, the shared tick) are the media engine's
+    // main cost, so each is kept lean: `biased` polls the tick first (an atomic load), and
+    // commands are read on ticks only — whatever they change is heard from the next frame
+    // anyway, so no command takes effect later than it would otherwise.
+    'session: loop {
         tokio::select! {
+            biased;
+            changed = ticks.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                loop {
+                    match commands.try_recv() {
+                        Ok(MediaCommand::Shutdown) | Err(TryRecvError::Disconnected) => break 'session,
+                        Ok(MediaCommand::Detach) => {
+                            say_goodbye = false;
+                            break 'session;
+                        }
+                        Ok(command) => apply_command(&mut session, command),
+                        Err(TryRecvError::Empty) => break,
+                    }
+                }
+                let due = ticks_due(&mut ticks, &mut last_tick);
+                let now = Instant::now();
+                for _ in 0..due {
+                    // Real-time media never waits for a full socket buffer: the frame is dropped.
+                    if let Some(transmit) = session.tick(now)
+                        && let Err(error) = sockets.rtp.try_send_to(transmit.payload, transmit.destination)
+                    {
+                        debug!(%error, "RTP send failed");
+                    }
+                    if let Some(tap) = &audio_tap {
+                        // A slow consumer loses frames rather than stalling the media.
+                        let _ = tap.try_send(TickAudio { received: *session.received_frame(), sent: *session.sent_frame() });
+                    }
+                }
+                if let Some(transmit) = session.poll_rtcp(now) {
+                    let _ = sockets.rtcp.try_send_to(transmit.payload, transmit.destination);
+                }
+                while let Some(event) = session.poll_event() {
+                    if events.try_send(event).is_err() {
+                        warn!("media event queue full; event dropped");
+                    }
+                }
+            }
             received = sockets.rtp.recv_from(&mut rtp_buffer) => {
                 if let Ok((len, source)) = received
                     && let Err(error) = session.handle_rtp(Instant::now(), source, &rtp_buffer[..len])
@@ -143,56 +184,6 @@ pub async fn run_session(
                     && let Err(error) = session.handle_rtcp(Instant::now(), source, &rtcp_buffer[..len])
                 {
                     debug!(%source, %error, "RTCP packet dropped");
-                }
-            }
-            changed = ticks.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                let due = ticks_due(&mut ticks, &mut last_tick);
-                let now = Instant::now();
-                for _ in 0..due {
-                    if let Some(transmit) = session.tick(now)
-                        && let Err(error) = sockets.rtp.send_to(transmit.payload, transmit.destination).await
-                    {
-                        debug!(%error, "RTP send failed");
-                    }
-                    if let Some(tap) = &audio_tap {
-                        // A slow consumer loses frames rather than stalling the media.
-                        let _ = tap.try_send(TickAudio { received: *session.received_frame(), sent: *session.sent_frame() });
-                    }
-                }
-                if let Some(transmit) = session.poll_rtcp(now) {
-                    let _ = sockets.rtcp.send_to(transmit.payload, transmit.destination).await;
-                }
-                while let Some(event) = session.poll_event() {
-                    if events.try_send(event).is_err() {
-                        warn!("media event queue full; event dropped");
-                    }
-                }
-            }
-            command = commands.recv() => {
-                match command {
-                    None | Some(MediaCommand::Shutdown) => break,
-                    Some(MediaCommand::Detach) => {
-                        say_goodbye = false;
-                        break;
-                    }
-                    Some(MediaCommand::Play { playlist, barge_in, started }) => {
-                        let id = session.play(playlist, barge_in);
-                        if let Some(reply) = started {
-                            let _ = reply.send(id);
-                        }
-                    }
-                    Some(MediaCommand::Stop) => session.stop(),
-                    Some(MediaCommand::PlayTone(kind)) => session.play_tone(kind),
-                    Some(MediaCommand::PlayMusic(music)) => session.play_music(music),
-                    Some(MediaCommand::SendDtmf { digit, duration_ms }) => {
-                        session.send_dtmf(digit, duration_ms);
-                    }
-                    Some(MediaCommand::Renegotiate(media)) => session.renegotiate(&media),
-                    Some(MediaCommand::GoLive) => session.go_live(),
-                    Some(MediaCommand::LiveFrame(frame)) => session.set_live_frame(&frame),
                 }
             }
         }
@@ -208,6 +199,30 @@ pub async fn run_session(
         session,
         sockets,
         quality,
+    }
+}
+
+/// Applies a command that keeps the session running.
+fn apply_command(session: &mut MediaSession, command: MediaCommand) {
+    match command {
+        MediaCommand::Play {
+            playlist,
+            barge_in,
+            started,
+        } => {
+            let id = session.play(playlist, barge_in);
+            if let Some(reply) = started {
+                let _ = reply.send(id);
+            }
+        }
+        MediaCommand::Stop => session.stop(),
+        MediaCommand::PlayTone(kind) => session.play_tone(kind),
+        MediaCommand::PlayMusic(music) => session.play_music(music),
+        MediaCommand::SendDtmf { digit, duration_ms } => {
+            session.send_dtmf(digit, duration_ms);
+        }
+        MediaCommand::Renegotiate(media) => session.renegotiate(&media),
+        MediaCommand::Shutdown | MediaCommand::Detach => {}
     }
 }
 

@@ -63,6 +63,9 @@ pub struct SessionConfig {
 
 impl SessionConfig {
     /// From an SDP agreement, with random SSRC, sequence and timestamp (RFC 3550 §5.1).
+    /// Tones in the audio are looked for only when the far end did not agree to RFC 4733
+    /// events (as phones and gateways expect: "auto" DTMF mode); it saves the per-frame
+    /// Goertzel filters, the largest cost of receiving audio, on every other call.
     pub fn from_negotiated(media: &NegotiatedMedia) -> Self {
         SessionConfig {
             local_ssrc: rand::random(),
@@ -76,7 +79,7 @@ impl SessionConfig {
                 .then_some(media.remote_rtcp),
             direction: media.direction,
             symmetric_rtp: true,
-            inband_dtmf: true,
+            inband_dtmf: media.telephone_event_payload_type.is_none(),
             jitter: JitterConfig {
                 expected_packet_ms: media.remote_ptime_ms.unwrap_or(20),
                 ..JitterConfig::default()
