@@ -598,7 +598,13 @@ impl AgentsDriver<'_> {
         let Some(pending) = self.agents[index].pending.as_ref() else {
             return;
         };
-        if response.status().is_some_and(|s| s < 200) {
+        // Provisional responses, and answers to an earlier REGISTER of this binding (a
+        // retransmission's second 401, say), leave the pending request waiting.
+        let same_cseq = matches!(
+            (response.cseq(), pending.request.cseq()),
+            (Ok((ours, _)), Ok((theirs, _))) if ours == theirs
+        );
+        if response.status().is_some_and(|s| s < 200) || !same_cseq {
             return;
         }
         let request = pending.request.clone();
