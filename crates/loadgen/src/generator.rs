@@ -119,6 +119,7 @@ impl LoadConfig {
 /// Per-run measurements the driver accumulates.
 struct Meters {
     latency_us: Histogram,
+    refusal_latency_us: Histogram,
     receive_jitter_us: Histogram,
     tick_lateness_us: Histogram,
     send_jitter_us: Histogram,
@@ -190,6 +191,7 @@ pub fn run(config: &LoadConfig) -> Result<Report, LoadError> {
         rtp_recv: RecvBatch::new(512, 2048),
         meters: Meters {
             latency_us: Histogram::new(),
+            refusal_latency_us: Histogram::new(),
             receive_jitter_us: Histogram::new(),
             tick_lateness_us: Histogram::new(),
             send_jitter_us: Histogram::new(),
@@ -406,6 +408,15 @@ impl Driver<'_> {
                     let latency = latency.as_micros() as u64;
                     self.latency_us[index as usize] = Some(latency);
                     self.meters.latency_us.record(latency);
+                }
+                if matches!(call.outcome(), Some(Outcome::Refused { .. })) {
+                    // How fast overload control turns a call away.
+                    let sent = self.invite_wall_ns[index as usize];
+                    let latency = match arrival_ns {
+                        Some(at) => at.saturating_sub(sent) / 1_000,
+                        None => process::wall_ns().saturating_sub(sent) / 1_000,
+                    };
+                    self.meters.refusal_latency_us.record(latency);
                 }
                 self.ended_since_sweep = true;
             }
@@ -631,6 +642,7 @@ impl Driver<'_> {
             calls: counts,
             retransmissions,
             invite_to_200_us: self.meters.latency_us.summary(),
+            invite_to_503_us: self.meters.refusal_latency_us.summary(),
             rtp: RtpFigures {
                 sent,
                 received,

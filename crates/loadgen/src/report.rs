@@ -16,6 +16,8 @@ pub struct Report {
     pub retransmissions: RetransmissionCounts,
     /// INVITE sent → 200 OK received (µs).
     pub invite_to_200_us: Summary,
+    /// INVITE sent → 503 received (µs): how fast overload control refuses.
+    pub invite_to_503_us: Summary,
     pub rtp: RtpFigures,
     pub generator: GeneratorFigures,
     pub per_call: Vec<CallLine>,
@@ -189,6 +191,9 @@ impl Report {
             );
         };
         summary(&mut t, "INVITE→200 (µs)", &self.invite_to_200_us);
+        if self.invite_to_503_us.count > 0 {
+            summary(&mut t, "INVITE→503 (µs)", &self.invite_to_503_us);
+        }
         let r = &self.rtp;
         row(&mut t, "RTP sent", r.sent);
         row(&mut t, "RTP received", r.received);

@@ -47,6 +47,8 @@ fn overload_refusals_are_counted_apart_from_failures() {
     assert_eq!(report.calls.refused_503, 5);
     assert_eq!(report.calls.answered, 0);
     assert_eq!(report.calls.failed(), 0);
+    assert_eq!(report.invite_to_503_us.count, 5);
+    assert_eq!(report.invite_to_200_us.count, 0);
     // Every 503 was acknowledged.
     assert_eq!(
         seen.iter().filter(|m| **m == Method::Ack).count(),
