@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::net::UdpSocket;
 use std::time::Duration;
 
 use santral_load::audio::EncodedAudio;
@@ -118,4 +119,79 @@ fn targets_outside_loopback_are_refused_before_anything_is_sent() {
     zero.calls = 1;
     zero.to_user = "a b".into();
     assert!(run(&zero).unwrap_err().to_string().contains("--to"));
+}
+
+/// A responder working on the text (santral-sip's parser, through rsip, refuses IPv6 hosts in a
+/// Request-URI): 200 with an IPv6 SDP answer to INVITE, 200 to BYE; returns the methods seen.
+fn ipv6_responder(socket: UdpSocket) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 8192];
+    let mut idle = 0;
+    // Bounded: 30 s at most, or 1 s without a datagram once something was seen.
+    for _ in 0..1500 {
+        let Ok((n, from)) = socket.recv_from(&mut buf) else {
+            idle += 1;
+            if !seen.is_empty() && idle >= 50 {
+                break;
+            }
+            continue;
+        };
+        idle = 0;
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let method = text.split(' ').next().unwrap_or_default().to_owned();
+        let copied: String = text
+            .split("\r\n")
+            .filter(|line| {
+                ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+                    .iter()
+                    .any(|h| line.starts_with(h))
+            })
+            .map(|line| {
+                if line.starts_with("To:") {
+                    format!("{line};tag=v6\r\n")
+                } else {
+                    format!("{line}\r\n")
+                }
+            })
+            .collect();
+        let response = match method.as_str() {
+            "INVITE" => {
+                let sdp = "v=0\r\nc=IN IP6 ::1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0 101\r\n\
+                           a=rtpmap:101 telephone-event/8000\r\n";
+                Some(format!(
+                    "SIP/2.0 200 OK\r\n{copied}Contact: <sip:uas@[::1]>\r\n\
+                     Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                    sdp.len()
+                ))
+            }
+            "BYE" => Some(format!(
+                "SIP/2.0 200 OK\r\n{copied}Content-Length: 0\r\n\r\n"
+            )),
+            _ => None,
+        };
+        if let Some(response) = response {
+            let _ = socket.send_to(response.as_bytes(), from);
+        }
+        seen.push(method);
+    }
+    seen
+}
+
+#[test]
+fn ipv6_loopback_works_end_to_end() {
+    let socket = UdpSocket::bind("[::1]:0").expect("bind [::1]");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    let addr = socket.local_addr().expect("addr");
+    let server = std::thread::spawn(move || ipv6_responder(socket));
+    let mut config = config(addr, 2);
+    config.law = Law::Pcmu;
+    config.digit = Some(('5', Duration::from_millis(20)));
+    let report = run(&config).expect("run");
+    let seen = server.join().expect("responder");
+    assert_eq!(report.calls.completed, 2, "{}", report.table());
+    assert_eq!(report.rtp.digit_packets_sent, 2 * 8, "{}", report.table());
+    assert_eq!(seen.iter().filter(|m| *m == "ACK").count(), 2, "{seen:?}");
+    assert_eq!(seen.iter().filter(|m| *m == "BYE").count(), 2, "{seen:?}");
 }

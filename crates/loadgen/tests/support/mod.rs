@@ -172,7 +172,12 @@ pub struct Scripted {
 
 impl Scripted {
     pub fn start(answer: fn(&Message) -> Option<Message>) -> Scripted {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        Scripted::start_on("127.0.0.1:0", answer)
+    }
+
+    /// [`Scripted::start`] on a given loopback address (e.g. `[::1]:0`).
+    pub fn start_on(bind: &str, answer: fn(&Message) -> Option<Message>) -> Scripted {
+        let socket = UdpSocket::bind(bind).expect("bind");
         socket
             .set_read_timeout(Some(Duration::from_millis(20)))
             .expect("timeout");
@@ -190,8 +195,12 @@ impl Scripted {
                     }
                     continue;
                 };
-                let Ok(request) = Message::parse(&buf[..n]) else {
-                    continue;
+                let request = match Message::parse(&buf[..n]) {
+                    Ok(request) => request,
+                    Err(err) => {
+                        eprintln!("scripted server: unparsable datagram: {err}");
+                        continue;
+                    }
                 };
                 if let Some(method) = request.method() {
                     seen.push(method.clone());
