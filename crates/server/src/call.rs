@@ -200,10 +200,10 @@ struct CallTask {
     record_tap: Option<mpsc::Sender<TickAudio>>,
     recorder: Option<JoinHandle<Option<PathBuf>>>,
     /// The agent's media while the agent holds the call (the caller hears music).
-    held_agent: Option<SessionEnd>,
+    held_agent: Option<Box<SessionEnd>>,
     /// The caller's media while the caller holds the call, and the agent's own media (playing
     /// hold music) meanwhile.
-    held_caller: Option<SessionEnd>,
+    held_caller: Option<Box<SessionEnd>>,
     agent_media: Option<CallerMedia>,
     /// A message being recorded (voicemail): its path under the recordings directory, the
     /// writer task and why it is recorded.
@@ -424,9 +424,10 @@ async fn run(
     task.save_record();
     task.publish_live().await;
     task.ivr.handle(IvrEvent::Answered, Instant::now());
-    task.run_commands().await;
+    // Boxed for the same reason as main_loop's handlers: inlined, they would size the task.
+    Box::pin(task.run_commands()).await;
     task.main_loop(&mut inputs).await;
-    task.finish().await;
+    Box::pin(task.finish()).await;
 }
 
 fn start_caller_media(
@@ -458,6 +459,8 @@ fn start_caller_media(
 impl CallTask {
     async fn main_loop(&mut self, inputs: &mut mpsc::Receiver<CallInput>) {
         // Bounded: every iteration waits for an input, a media event or a timer.
+        // The handlers are boxed: inlined, the largest of them would size every call's task
+        // (34 KB) for all of its life; boxed, each costs one allocation per event handled.
         while self.phase != Phase::Ended {
             let deadline = self
                 .ivr_deadline
@@ -465,11 +468,11 @@ impl CallTask {
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 input = inputs.recv() => match input {
-                    Some(input) => self.handle_input(input).await,
+                    Some(input) => Box::pin(self.handle_input(input)).await,
                     None => break,
                 },
                 event = recv_media(&mut self.media) => match event {
-                    Some(event) => self.handle_media_event(event).await,
+                    Some(event) => Box::pin(self.handle_media_event(event)).await,
                     None => {
                         // The caller's media driver ended on its own: nothing more to play.
                         self.media = None;
@@ -477,19 +480,19 @@ impl CallTask {
                 },
                 event = recv_bridge(&mut self.bridge) => {
                     if let Some((leg, event)) = event {
-                        self.handle_bridge_event(leg, event).await;
+                        Box::pin(self.handle_bridge_event(leg, event)).await;
                     }
                 },
                 _ = sleep_until_deadline(self.queue_deadline), if self.queue_outcome_pending && self.queue_deadline.is_some() => {
-                    self.queue_wait_over().await;
+                    Box::pin(self.queue_wait_over()).await;
                 }
                 _ = sleep_until_announcement(&self.announce), if self.phase == Phase::Queued && self.announce.is_some() => {
-                    self.announce_position().await;
+                    Box::pin(self.announce_position()).await;
                 }
                 _ = tokio::time::sleep_until(deadline), if self.ivr_deadline.is_some() => {
                     self.ivr_deadline = None;
                     self.ivr.handle(IvrEvent::TimerFired, Instant::now());
-                    self.run_commands().await;
+                    Box::pin(self.run_commands()).await;
                 }
             }
         }
@@ -622,7 +625,7 @@ impl CallTask {
             };
             tracing::info!("caller holds the call: music on hold for the agent");
             caller_end.session.renegotiate(&media);
-            self.held_caller = Some(caller_end);
+            self.held_caller = Some(Box::new(caller_end));
             let agent = start_caller_media(&self.ctx, agent_end.session, agent_end.sockets, None);
             if let Some(music) = self.hold_music().await {
                 let _ = agent.commands.send(MediaCommand::PlayMusic(music)).await;
@@ -639,7 +642,7 @@ impl CallTask {
             let Ok(agent_end) = agent.driver.await else {
                 return;
             };
-            self.start_bridge(caller_end, agent_end.session, agent_end.sockets);
+            self.start_bridge(*caller_end, agent_end.session, agent_end.sockets);
         } else if let Some(held) = self.held_caller.as_mut() {
             held.session.renegotiate(&media);
         } else if self.bridge.is_some() {
@@ -1617,7 +1620,7 @@ impl CallTask {
             };
             tracing::info!("agent holds the call: music on hold for the caller");
             agent_end.session.renegotiate(&media);
-            self.held_agent = Some(agent_end);
+            self.held_agent = Some(Box::new(agent_end));
             self.media = Some(start_caller_media(
                 &self.ctx,
                 caller_end.session,
@@ -1761,7 +1764,7 @@ impl CallTask {
             // Held when the agent hung up: the caller's media is already its own (agent hold)
             // or waiting (caller hold).
             None => match self.held_caller.take() {
-                Some(end) => Some(end),
+                Some(end) => Some(*end),
                 None => self.take_caller_media().await,
             },
         };

@@ -9,3 +9,4 @@ pub mod http;
 pub mod live;
 pub mod node;
 pub mod storage;
+pub mod write_behind;

@@ -26,6 +26,7 @@ use crate::config::{Config, DigestAlgorithm, Transport};
 use crate::http::{self, ApiState};
 use crate::live;
 use crate::storage::{SqliteStore, StorageError, Store};
+use crate::write_behind::WriteBehindStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -116,7 +117,10 @@ pub async fn run(
     bound: Option<tokio::sync::oneshot::Sender<Bound>>,
     mut reloads: mpsc::Receiver<Config>,
 ) -> Result<(), NodeError> {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.storage.database)?);
+    // Records and events are written behind, on their own thread, in batches.
+    let store: Arc<dyn Store> = Arc::new(WriteBehindStore::new(Arc::new(SqliteStore::open(
+        &config.storage.database,
+    )?)));
     let (publisher, view, agent_requests) = live::channels();
     let feature_view = view.clone();
 
@@ -318,6 +322,9 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
     drop(agents_tx);
     let _ = tokio::time::timeout(Duration::from_secs(5), agents_task).await;
+    // Every record written before the process exits.
+    let flushing = store.clone();
+    let _ = tokio::task::spawn_blocking(move || flushing.flush()).await;
     result
 }
 

@@ -8,6 +8,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::write_behind::PendingWrite;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -178,9 +180,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StorageError>;
     fn card_status(&self, customer: &str, card_last4: &str)
     -> Result<Option<String>, StorageError>;
+    /// Applies writes queued by a write-behind store, one result each (a store that can makes
+    /// them one transaction).
+    fn write_batch(&self, batch: &[PendingWrite]) -> Vec<Result<(), StorageError>> {
+        batch
+            .iter()
+            .map(|write| write.apply(self.as_dyn()))
+            .collect()
+    }
+    /// Returns once every write accepted so far is stored (a no-op for direct stores).
+    fn flush(&self) {}
+    /// `self` as a trait object (for provided methods).
+    fn as_dyn(&self) -> &dyn Store;
 }
 
-/// SQLite store (WAL; every write is its own committed transaction).
+/// SQLite store (WAL; every write is its own committed transaction, except batches from the
+/// write-behind writer, which are one).
 pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
@@ -338,6 +353,22 @@ fn call_from_row(row: &rusqlite::Row<'_>) -> Result<CallRecord, StorageError> {
 }
 
 impl Store for SqliteStore {
+    fn as_dyn(&self) -> &dyn Store {
+        self
+    }
+
+    fn write_batch(&self, batch: &[PendingWrite]) -> Vec<Result<(), StorageError>> {
+        // One transaction for the batch: one WAL commit instead of one per write. A failed
+        // write fails alone (its statement is rolled back by SQLite, the others commit).
+        let began = self.with(|conn| Ok(conn.execute_batch("BEGIN")?)).is_ok();
+        let results = batch.iter().map(|write| write.apply(self)).collect();
+        if began && let Err(err) = self.with(|conn| Ok(conn.execute_batch("COMMIT")?)) {
+            tracing::error!(%err, "database: batch not committed");
+            let _ = self.with(|conn| Ok(conn.execute_batch("ROLLBACK")?));
+        }
+        results
+    }
+
     fn save_call(&self, r: &CallRecord) -> Result<(), StorageError> {
         let ivr_path = to_json(&r.ivr_path)?;
         let tags = to_json(&r.tags)?;
