@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use santral_sip::client::{Credentials, Registration, RegistrationConfig, RegistrationEvent};
 use santral_sip::{Message, Method};
 use serde::Serialize;
-use tracing::debug;
+use tracing::{debug, info_span};
 
 use crate::agent_call::{AgentOutcome, AnswerSetup, AnsweringCall};
 use crate::batch_socket::{self, BatchSocket, RecvBatch, SendBatch};
@@ -521,6 +521,7 @@ impl AgentsDriver<'_> {
             return;
         }
         if let Some(&index) = self.call_by_id.get(call_id) {
+            let _span = info_span!("call", call_id).entered();
             if self.calls[index as usize].on_request(message, &mut self.sip_out) == Progress::Ended
             {
                 self.record_end(index);
