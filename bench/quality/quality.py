@@ -513,16 +513,20 @@ def main() -> int:
     parser.add_argument("--label", default="", help="name stored in the results (e.g. before/after)")
     parser.add_argument("--out", help="results JSON (default bench/quality/results/<date>.json)")
     parser.add_argument("--no-delay", action="store_true", help="skip the bridge delay measurement")
-    parser.add_argument("--offline", metavar="RECEIVER",
-                        help="score only santral-media's receive path, offline, with this "
-                             "bench/quality/receiver binary (fast, deterministic)")
+    parser.add_argument("--offline", action="store_true",
+                        help="score only santral-media's receive path, offline, in virtual "
+                             "time (fast, deterministic; needs --receiver)")
+    parser.add_argument("--receiver", help="the bench/quality/receiver binary (run sets it)")
     args = parser.parse_args()
 
     if args.offline:
+        if not args.receiver:
+            log("--offline needs --receiver (bench/quality/run builds and passes it)")
+            return 2
         reference = make_reference(os.path.join(ROOT, "target", "quality-bench"))
         conditions = [c for c in args.conditions.split(",") if c and c != "transcode"]
         for condition in conditions:
-            runs = [simulate_receiver(args.offline, reference, condition, seed)
+            runs = [simulate_receiver(args.receiver, reference, condition, seed)
                     for seed in range(1, args.seeds + 1)]
             scores = [r["pesq"] for r in runs]
             print(f"offline {condition:15} median PESQ {statistics.median(scores):.3f}  "
