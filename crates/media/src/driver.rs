@@ -2,8 +2,9 @@
 //! allocator, feeds datagrams in, sends what the session emits on each shared pacer tick, and
 //! exchanges commands and events with the call task over channels.
 //!
-//! Per packet: one `recv_from` into a reused stack buffer, one `handle_rtp`, no allocation,
-//! no lock. Per tick: the commands that came in, one `tick` and at most one `send_to`.
+//! Per tick and session: the datagrams that arrived (read without blocking, with their kernel
+//! arrival times), the commands that came in, one `tick` and at most one `send_to`; no
+//! allocation, no lock, one task wake-up.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -16,9 +17,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
 use crate::codec::Frame;
+use crate::pacer::Ticker;
 use crate::port::{PortAllocator, PortError, PortLease};
 use crate::prompt::{EncodedPrompt, Playlist};
 use crate::quality::QualitySummary;
+use crate::receive;
 use crate::relay::RtpRelay;
 use crate::sdp::NegotiatedMedia;
 use crate::session::{MediaEvent, MediaSession};
@@ -118,73 +121,104 @@ pub struct SessionEnd {
 pub async fn run_session(
     mut session: MediaSession,
     sockets: RtpSockets,
-    mut ticks: watch::Receiver<u64>,
+    ticker: Ticker,
     mut commands: mpsc::Receiver<MediaCommand>,
     events: mpsc::Sender<MediaEvent>,
     audio_tap: Option<mpsc::Sender<TickAudio>>,
 ) -> SessionEnd {
-    let mut rtp_buffer = [0u8; 2048];
-    let mut rtcp_buffer = [0u8; 2048];
+    let mut buffer = [0u8; 2048];
     let mut say_goodbye = true;
-    let mut last_tick = *ticks.borrow_and_update();
-    // Two wake-ups per call every 20 ms (its packet, the shared tick) are the media engine's
-    // main cost, so each is kept lean: `biased` polls the tick first (an atomic load), and
-    // commands are read on ticks only — whatever they change is heard from the next frame
-    // anyway, so no command takes effect later than it would otherwise.
+    for socket in [&sockets.rtp, &sockets.rtcp] {
+        if let Err(error) = receive::enable_arrival_times(socket) {
+            warn!(%error, "no kernel arrival times: packets are timed when read");
+        }
+    }
+    let mut last_tick = ticker.current();
+    // One wake-up per call every 20 ms: at the tick, read what arrived (stamped with its
+    // kernel arrival time), take the commands, send the frame. The wait stays armed between
+    // ticks, keeping this session's place among all sessions (see `Ticker`), so its packets
+    // leave at the same point of every period. Commands wait for the tick: whatever they
+    // change is heard from the next frame anyway.
+    let mut next_tick = std::pin::pin!(ticker.notified());
     'session: loop {
-        tokio::select! {
-            biased;
-            changed = ticks.changed() => {
-                if changed.is_err() {
+        next_tick.as_mut().enable();
+        if ticker.current() == last_tick {
+            next_tick.as_mut().await;
+        }
+        next_tick.set(ticker.notified());
+        next_tick.as_mut().enable();
+        let clock = receive::ArrivalClock::read();
+        for _ in 0..MAX_DATAGRAMS_PER_TICK {
+            match receive::try_receive(&sockets.rtp, &mut buffer, &clock) {
+                Ok(Some(datagram)) => {
+                    if let Err(error) = session.handle_rtp(
+                        datagram.arrived,
+                        datagram.source,
+                        &buffer[..datagram.len],
+                    ) {
+                        debug!(source = %datagram.source, %error, "RTP packet dropped");
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    // ICMP errors (port unreachable) surface here; the next read goes on.
+                    debug!(%error, "RTP receive error");
                     break;
                 }
-                loop {
-                    match commands.try_recv() {
-                        Ok(MediaCommand::Shutdown) | Err(TryRecvError::Disconnected) => break 'session,
-                        Ok(MediaCommand::Detach) => {
-                            say_goodbye = false;
-                            break 'session;
-                        }
-                        Ok(command) => apply_command(&mut session, command),
-                        Err(TryRecvError::Empty) => break,
-                    }
-                }
-                let due = ticks_due(&mut ticks, &mut last_tick);
-                let now = Instant::now();
-                for _ in 0..due {
-                    // Real-time media never waits for a full socket buffer: the frame is dropped.
-                    if let Some(transmit) = session.tick(now)
-                        && let Err(error) = sockets.rtp.try_send_to(transmit.payload, transmit.destination)
-                    {
-                        debug!(%error, "RTP send failed");
-                    }
-                    if let Some(tap) = &audio_tap {
-                        // A slow consumer loses frames rather than stalling the media.
-                        let _ = tap.try_send(TickAudio { received: *session.received_frame(), sent: *session.sent_frame() });
-                    }
-                }
-                if let Some(transmit) = session.poll_rtcp(now) {
-                    let _ = sockets.rtcp.try_send_to(transmit.payload, transmit.destination);
-                }
-                while let Some(event) = session.poll_event() {
-                    if events.try_send(event).is_err() {
-                        warn!("media event queue full; event dropped");
-                    }
-                }
             }
-            received = sockets.rtp.recv_from(&mut rtp_buffer) => {
-                if let Ok((len, source)) = received
-                    && let Err(error) = session.handle_rtp(Instant::now(), source, &rtp_buffer[..len])
-                {
-                    debug!(%source, %error, "RTP packet dropped");
+        }
+        for _ in 0..MAX_DATAGRAMS_PER_TICK {
+            match receive::try_receive(&sockets.rtcp, &mut buffer, &clock) {
+                Ok(Some(datagram)) => {
+                    if let Err(error) = session.handle_rtcp(
+                        datagram.arrived,
+                        datagram.source,
+                        &buffer[..datagram.len],
+                    ) {
+                        debug!(source = %datagram.source, %error, "RTCP packet dropped");
+                    }
                 }
+                Ok(None) | Err(_) => break,
             }
-            received = sockets.rtcp.recv_from(&mut rtcp_buffer) => {
-                if let Ok((len, source)) = received
-                    && let Err(error) = session.handle_rtcp(Instant::now(), source, &rtcp_buffer[..len])
-                {
-                    debug!(%source, %error, "RTCP packet dropped");
+        }
+        loop {
+            match commands.try_recv() {
+                Ok(MediaCommand::Shutdown) | Err(TryRecvError::Disconnected) => break 'session,
+                Ok(MediaCommand::Detach) => {
+                    say_goodbye = false;
+                    break 'session;
                 }
+                Ok(command) => apply_command(&mut session, command),
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        let due = periods_due(ticker.current(), &mut last_tick);
+        let now = Instant::now();
+        for _ in 0..due {
+            // Real-time media never waits for a full socket buffer: the frame is dropped.
+            if let Some(transmit) = session.tick(now)
+                && let Err(error) = sockets
+                    .rtp
+                    .try_send_to(transmit.payload, transmit.destination)
+            {
+                debug!(%error, "RTP send failed");
+            }
+            if let Some(tap) = &audio_tap {
+                // A slow consumer loses frames rather than stalling the media.
+                let _ = tap.try_send(TickAudio {
+                    received: *session.received_frame(),
+                    sent: *session.sent_frame(),
+                });
+            }
+        }
+        if let Some(transmit) = session.poll_rtcp(now) {
+            let _ = sockets
+                .rtcp
+                .try_send_to(transmit.payload, transmit.destination);
+        }
+        while let Some(event) = session.poll_event() {
+            if events.try_send(event).is_err() {
+                warn!("media event queue full; event dropped");
             }
         }
     }
@@ -258,7 +292,7 @@ pub fn spawn_session(
         run_session(
             session,
             sockets,
-            pacer.subscribe(),
+            pacer.ticker(),
             command_rx,
             event_tx,
             audio_tx,
@@ -273,13 +307,21 @@ pub fn spawn_session(
     }
 }
 
+/// Most datagrams a session reads per socket per tick: a flood waits in (and overflows) the
+/// kernel's buffer instead of taking the core from every other call.
+const MAX_DATAGRAMS_PER_TICK: usize = 16;
+
 /// Most frames a session catches up in one wake-up after its task was delayed.
 const MAX_CATCH_UP_TICKS: u64 = 5;
 
 /// How many 20 ms periods passed since the last wake-up (the pacer publishes tick numbers; a
 /// task that was late sees several at once and must not fall behind the far end's clock).
 fn ticks_due(ticks: &mut watch::Receiver<u64>, last_tick: &mut u64) -> u64 {
-    let tick = *ticks.borrow_and_update();
+    periods_due(*ticks.borrow_and_update(), last_tick)
+}
+
+/// [`ticks_due`] for the latest tick number as read.
+fn periods_due(tick: u64, last_tick: &mut u64) -> u64 {
     let due = tick.saturating_sub(*last_tick).clamp(1, MAX_CATCH_UP_TICKS);
     *last_tick = tick;
     due

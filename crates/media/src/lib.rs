@@ -6,7 +6,8 @@
 //! The cores are sans-IO state machines that take `now: Instant` and bytes, and give back
 //! bytes and events; a thin tokio driver ([`driver`]) owns sockets and time. Per packet nothing
 //! allocates and nothing locks; prompts are decoded and encoded once and shared by `Arc`; one
-//! pacer task ticks every 20 ms for all calls.
+//! pacer task ticks every 20 ms for all calls, and a session's driver wakes once per tick: it
+//! reads what arrived meanwhile (with the kernel's arrival times), then sends its frame.
 //!
 //! ## How the server uses it (one call)
 //!
@@ -68,6 +69,7 @@
 //! | [`session`] | [`session::MediaSession`]: one leg's RTP/RTCP state machine (`handle_rtp`, `handle_rtcp`, `tick`, `poll_rtcp`, `poll_event`, `play`, `stop`, `play_tone`, `play_music`, `send_dtmf`, `go_live`/`set_live_frame`/`set_live_payload`, `renegotiate`, `quality`) |
 //! | [`driver`] | tokio: [`driver::RtpSockets`], [`driver::run_session`], [`driver::run_bridge`], [`driver::run_relay`], [`driver::MediaCommand`] |
 //! | [`pacer`] | drift-free 20 ms schedule and the shared [`pacer::Pacer`] task |
+//! | [`receive`] | non-blocking datagram reads with kernel arrival times (`SO_TIMESTAMPNS`) |
 //! | [`port`] | [`port::PortAllocator`] over a range; leases return on drop |
 //! | [`codec`], [`g711`], [`g722`] | codecs (G.711 table-driven; G.722 bit-exact with libg722), per-leg encoder/decoder state, transcoding through 8 kHz frames |
 //! | [`jitter`], [`concealment`] | adaptive jitter buffer on a 10 ms timestamp grid (10–60 ms packets, reorder, late/duplicate drop, grow/shrink) and G.711-style PLC (whole and half frames) |
@@ -114,6 +116,7 @@ pub mod pacer;
 pub mod port;
 pub mod prompt;
 pub mod quality;
+pub mod receive;
 pub mod recording;
 pub mod relay;
 pub mod rtcp;

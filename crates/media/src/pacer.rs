@@ -1,10 +1,14 @@
 //! Drift-free 20 ms pacing. [`PacingSchedule`] is the sans-IO core: deadlines are computed as
 //! `start + n × period`, never `previous + period`, so scheduling jitter never accumulates.
-//! [`Pacer`] is the thin tokio driver: ONE task per process ticks and publishes the tick number
-//! on a `watch` channel; every media session waits on that channel, so there is no timer per
+//! [`Pacer`] is the thin tokio driver: ONE task per process ticks and publishes the tick number;
+//! every media session waits on it (a [`Ticker`], in a stable order), so there is no timer per
 //! call or per packet.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 /// Frame period.
 pub const FRAME_PERIOD: Duration = Duration::from_millis(20);
@@ -71,20 +75,55 @@ impl LagMeter {
     }
 }
 
+/// What the pacing task shares with the sessions it paces.
+#[derive(Debug, Default)]
+struct Shared {
+    tick: AtomicU64,
+    notify: Notify,
+    lag_us: AtomicU32,
+}
+
 /// The shared tick source.
 #[derive(Debug, Clone)]
 pub struct Pacer {
     ticks: tokio::sync::watch::Receiver<u64>,
-    lag_us: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    shared: Arc<Shared>,
+}
+
+/// A session's hold on the shared tick. A waiter stays in line between ticks (see
+/// [`Ticker::notified`]), so every tick wakes the sessions in the same order and each stream
+/// keeps its place in the 20 ms period: its packets leave at even intervals however many
+/// calls share the core. (A `watch` receiver re-queues its waiter on every poll, so packet
+/// arrivals would shuffle the order from tick to tick: that was milliseconds of send jitter
+/// per stream at a thousand calls.)
+#[derive(Debug, Clone)]
+pub struct Ticker {
+    shared: Arc<Shared>,
+    /// Keeps the pacing task running while any session waits on it.
+    _alive: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Ticker {
+    /// The number of the latest tick.
+    pub fn current(&self) -> u64 {
+        self.shared.tick.load(Ordering::Acquire)
+    }
+
+    /// A wait for the next tick. Pin it, `enable()` it, then read [`Ticker::current`]: a tick
+    /// published after `enable()` wakes it. Keep it pinned across other wake-ups (packets) and
+    /// re-arm it right after it fires.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.shared.notify.notified()
+    }
 }
 
 impl Pacer {
     /// Spawns the pacing task on the current tokio runtime. It ends when every `Pacer` clone
-    /// (every subscriber) is dropped.
+    /// and every `watch` subscriber is dropped.
     pub fn spawn() -> Pacer {
         let (sender, ticks) = tokio::sync::watch::channel(0u64);
-        let lag_us = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let published = lag_us.clone();
+        let shared = Arc::new(Shared::default());
+        let published = shared.clone();
         tokio::spawn(async move {
             let mut schedule = PacingSchedule::new(Instant::now(), FRAME_PERIOD);
             let mut meter = LagMeter::default();
@@ -93,30 +132,39 @@ impl Pacer {
                 tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
                 let now = Instant::now();
                 let lag = meter.record(now.saturating_duration_since(deadline));
-                published.store(
+                published.lag_us.store(
                     lag.as_micros().min(u32::MAX as u128) as u32,
-                    std::sync::atomic::Ordering::Relaxed,
+                    Ordering::Relaxed,
                 );
-                if let Some(tick) = schedule.on_wake(now)
-                    && sender.send(tick).is_err()
-                {
-                    break;
+                if let Some(tick) = schedule.on_wake(now) {
+                    published.tick.store(tick, Ordering::Release);
+                    published.notify.notify_waiters();
+                    if sender.send(tick).is_err() {
+                        break;
+                    }
                 }
             }
         });
-        Pacer { ticks, lag_us }
+        Pacer { ticks, shared }
     }
 
     /// How late the media clock has been waking lately (see [`LagMeter`]).
     pub fn lag(&self) -> Duration {
-        Duration::from_micros(u64::from(
-            self.lag_us.load(std::sync::atomic::Ordering::Relaxed),
-        ))
+        Duration::from_micros(u64::from(self.shared.lag_us.load(Ordering::Relaxed)))
     }
 
-    /// A receiver that wakes on every tick (`changed().await`).
+    /// A receiver that wakes on every tick (`changed().await`), for drivers that own several
+    /// sessions (bridges, mixers).
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.ticks.clone()
+    }
+
+    /// The tick as one session's driver waits for it (see [`Ticker`]).
+    pub fn ticker(&self) -> Ticker {
+        Ticker {
+            shared: self.shared.clone(),
+            _alive: self.ticks.clone(),
+        }
     }
 }
 

@@ -66,7 +66,7 @@ async fn transcoding_bridge_carries_audio_and_dtmf_and_records_stereo() {
     let caller_task = tokio::spawn(run_session(
         MediaSession::new(config(Codec::Pcmu, 1, l_caller), now),
         phone_caller,
-        pacer.subscribe(),
+        pacer.ticker(),
         caller_rx,
         caller_events,
         None,
@@ -77,7 +77,7 @@ async fn transcoding_bridge_carries_audio_and_dtmf_and_records_stereo() {
     let agent_task = tokio::spawn(run_session(
         MediaSession::new(config(Codec::Pcma, 4, l_agent), now),
         phone_agent,
-        pacer.subscribe(),
+        pacer.ticker(),
         agent_rx,
         agent_events,
         Some(agent_audio_tx),

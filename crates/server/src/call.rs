@@ -442,7 +442,7 @@ fn start_caller_media(
         run_session(
             session,
             sockets,
-            ctx.pacer.subscribe(),
+            ctx.pacer.ticker(),
             command_rx,
             event_tx,
             tap,
