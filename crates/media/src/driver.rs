@@ -118,19 +118,36 @@ pub struct SessionEnd {
 }
 
 /// Runs a session until `Shutdown` or until the command channel closes.
-pub async fn run_session(
+///
+/// The tracing span current where this is called (the call's, with its Call-ID) is kept for
+/// the driver's log lines; it is entered only to log, not on every wake-up, which with a
+/// thousand calls would cost more than the media work itself.
+pub fn run_session(
+    session: MediaSession,
+    sockets: RtpSockets,
+    ticker: Ticker,
+    commands: mpsc::Receiver<MediaCommand>,
+    events: mpsc::Sender<MediaEvent>,
+    audio_tap: Option<mpsc::Sender<TickAudio>>,
+) -> impl std::future::Future<Output = SessionEnd> + Send {
+    let span = tracing::Span::current();
+    drive_session(session, sockets, ticker, commands, events, audio_tap, span)
+}
+
+async fn drive_session(
     mut session: MediaSession,
     sockets: RtpSockets,
     ticker: Ticker,
     mut commands: mpsc::Receiver<MediaCommand>,
     events: mpsc::Sender<MediaEvent>,
     audio_tap: Option<mpsc::Sender<TickAudio>>,
+    span: tracing::Span,
 ) -> SessionEnd {
     let mut buffer = [0u8; 2048];
     let mut say_goodbye = true;
     for socket in [&sockets.rtp, &sockets.rtcp] {
         if let Err(error) = receive::enable_arrival_times(socket) {
-            warn!(%error, "no kernel arrival times: packets are timed when read");
+            span.in_scope(|| warn!(%error, "no kernel arrival times: packets are timed when read"));
         }
     }
     let mut last_tick = ticker.current();
@@ -156,13 +173,15 @@ pub async fn run_session(
                         datagram.source,
                         &buffer[..datagram.len],
                     ) {
-                        debug!(source = %datagram.source, %error, "RTP packet dropped");
+                        span.in_scope(
+                            || debug!(source = %datagram.source, %error, "RTP packet dropped"),
+                        );
                     }
                 }
                 Ok(None) => break,
                 Err(error) => {
                     // ICMP errors (port unreachable) surface here; the next read goes on.
-                    debug!(%error, "RTP receive error");
+                    span.in_scope(|| debug!(%error, "RTP receive error"));
                     break;
                 }
             }
@@ -175,7 +194,9 @@ pub async fn run_session(
                         datagram.source,
                         &buffer[..datagram.len],
                     ) {
-                        debug!(source = %datagram.source, %error, "RTCP packet dropped");
+                        span.in_scope(
+                            || debug!(source = %datagram.source, %error, "RTCP packet dropped"),
+                        );
                     }
                 }
                 Ok(None) | Err(_) => break,
@@ -201,7 +222,7 @@ pub async fn run_session(
                     .rtp
                     .try_send_to(transmit.payload, transmit.destination)
             {
-                debug!(%error, "RTP send failed");
+                span.in_scope(|| debug!(%error, "RTP send failed"));
             }
             if let Some(tap) = &audio_tap {
                 // A slow consumer loses frames rather than stalling the media.
@@ -218,7 +239,7 @@ pub async fn run_session(
         }
         while let Some(event) = session.poll_event() {
             if events.try_send(event).is_err() {
-                warn!("media event queue full; event dropped");
+                span.in_scope(|| warn!("media event queue full; event dropped"));
             }
         }
     }
@@ -271,7 +292,7 @@ pub struct MediaHandle {
 }
 
 /// Spawns [`run_session`] with channels sized for one call (`with_audio`: also a per-tick audio
-/// tap holding up to 5 s). The task inherits the caller's tracing span, so spawn it inside the
+/// tap holding up to 5 s). Its log lines carry the tracing span current here, so spawn it inside the
 /// call's span (with the Call-ID) to have media logs carry it.
 pub fn spawn_session(
     session: MediaSession,
@@ -279,7 +300,6 @@ pub fn spawn_session(
     pacer: &crate::pacer::Pacer,
     with_audio: bool,
 ) -> MediaHandle {
-    use tracing::Instrument as _;
     let (commands, command_rx) = mpsc::channel(32);
     let (event_tx, events) = mpsc::channel(128);
     let (audio_tx, audio) = if with_audio {
@@ -288,17 +308,14 @@ pub fn spawn_session(
     } else {
         (None, None)
     };
-    let task = tokio::spawn(
-        run_session(
-            session,
-            sockets,
-            pacer.ticker(),
-            command_rx,
-            event_tx,
-            audio_tx,
-        )
-        .instrument(tracing::Span::current()),
-    );
+    let task = tokio::spawn(run_session(
+        session,
+        sockets,
+        pacer.ticker(),
+        command_rx,
+        event_tx,
+        audio_tx,
+    ));
     MediaHandle {
         commands,
         events,

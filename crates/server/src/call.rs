@@ -438,17 +438,14 @@ fn start_caller_media(
 ) -> CallerMedia {
     let (commands, command_rx) = mpsc::channel(64);
     let (event_tx, events) = mpsc::channel(64);
-    let driver = tokio::spawn(
-        run_session(
-            session,
-            sockets,
-            ctx.pacer.ticker(),
-            command_rx,
-            event_tx,
-            tap,
-        )
-        .in_current_span(),
-    );
+    let driver = tokio::spawn(run_session(
+        session,
+        sockets,
+        ctx.pacer.ticker(),
+        command_rx,
+        event_tx,
+        tap,
+    ));
     CallerMedia {
         commands,
         events,
