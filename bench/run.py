@@ -145,6 +145,16 @@ def overlay(work: Path, agent_count: int) -> Path:
     return path
 
 
+def stop_santral(proc):
+    """SIGTERM (santral drains), then SIGKILL if calls a client abandoned keep it draining."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_http(url: str, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -777,19 +787,22 @@ def main() -> int:
                "b-load": scenario_b_load, "c": scenario_c, "d": scenario_d,
                "overload": lambda a, t, p: scenario_overload(a, t, p, results["scenarios"])}
     try:
-        for name in args.scenarios.split(","):
+        for index, name in enumerate(args.scenarios.split(",")):
             if name not in runners:
                 sys.exit(f"unknown scenario {name!r}: choose from {', '.join(runners)}")
+            if santral and index > 0:
+                # A fresh server per scenario: memory per call is only meaningful from a
+                # process whose allocator has not kept the last scenario's peak.
+                stop_santral(santral)
+                santral = start_santral(args, WORK)
+                pid = santral.pid
+                time.sleep(1)
             log(f"scenario {name}")
             results["scenarios"][name] = runners[name](args, target, pid)
             time.sleep(args.settle_seconds)
     finally:
         if santral:
-            santral.send_signal(signal.SIGTERM)
-            try:
-                santral.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                santral.kill()
+            stop_santral(santral)
     out = args.out or WORK / f"results-{results['mode']}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
