@@ -186,9 +186,15 @@ async fn drive_session(
                 }
             }
         }
+        // RTCP comes every few seconds: ask the reactor whether anything arrived (no system
+        // call when nothing did) instead of probing the socket on every tick.
         for _ in 0..MAX_DATAGRAMS_PER_TICK {
-            match receive::try_receive(&sockets.rtcp, &mut buffer, &clock) {
-                Ok(Some(datagram)) => {
+            let read = sockets.rtcp.try_io(tokio::io::Interest::READABLE, || {
+                receive::try_receive(&sockets.rtcp, &mut buffer, &clock)?
+                    .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::WouldBlock))
+            });
+            match read {
+                Ok(datagram) => {
                     if let Err(error) = session.handle_rtcp(
                         datagram.arrived,
                         datagram.source,
@@ -199,7 +205,7 @@ async fn drive_session(
                         );
                     }
                 }
-                Ok(None) | Err(_) => break,
+                Err(_) => break,
             }
         }
         loop {
