@@ -649,39 +649,40 @@ def scenario_d(args, target, pid):
 
 # ---------------------------------------------------------------- report
 
+def short_call_rows(result, label: str):
+    rows = [f"| a short IVR calls{label} | highest clean call rate | {result['max_clean_rate']} calls/s |"]
+    if result.get("invite_to_200_at_200cps"):
+        l = result["invite_to_200_at_200cps"]
+        rows.append(f"| a{label} | INVITE→200 at 200 calls/s p50 / p99 | {l['p50_ms']} / {l['p99_ms']} ms |")
+    return rows
+
+
+def long_call_rows(result, label: str):
+    rows = []
+    for level in result["levels"]:
+        jitter = level.get("rtp_interval_jitter") or {}
+        rows.append(f"| b {level['concurrent']} long IVR calls{label} | CPU % of a core per 100 calls; "
+                    f"RSS per call; RTP interval jitter p99 | "
+                    f"{level.get('server_cpu_pct_per_100_calls')} %; "
+                    f"{level.get('rss_kib_per_call')} KiB; {jitter.get('p99_ms')} ms |")
+    return rows
+
+
 def table(results) -> str:
     rows = ["| scenario | measure | value |", "|---|---|---|"]
     scenarios = results["scenarios"]
     if "a" in scenarios:
-        a = scenarios["a"]
-        rows.append(f"| a short IVR calls | highest clean call rate | {a['max_clean_rate']} calls/s |")
-        if a.get("invite_to_200_at_200cps"):
-            l = a["invite_to_200_at_200cps"]
-            rows.append(f"| a | INVITE→200 at 200 calls/s p50 / p99 | {l['p50_ms']} / {l['p99_ms']} ms |")
+        rows += short_call_rows(scenarios["a"], "")
     if "b" in scenarios:
-        for level in scenarios["b"]["levels"]:
-            jitter = level.get("rtp_interval_jitter") or {}
-            rows.append(f"| b {level['concurrent']} long IVR calls | CPU % of a core per 100 calls; "
-                        f"RSS per call; RTP interval jitter p99 | "
-                        f"{level.get('server_cpu_pct_per_100_calls')} %; "
-                        f"{level.get('rss_kib_per_call')} KiB; {jitter.get('p99_ms')} ms |")
+        rows += long_call_rows(scenarios["b"], "")
     if "c" in scenarios:
         c = scenarios["c"]
         rows.append(f"| c full path ({c['agents']} agents) | highest clean call rate | "
                     f"{c['max_clean_rate']} calls/s |")
     if "a-load" in scenarios:
-        a = scenarios["a-load"]
-        rows.append(f"| a short IVR calls (santral-load) | highest clean call rate | {a['max_clean_rate']} calls/s |")
-        if a.get("invite_to_200_at_200cps"):
-            l = a["invite_to_200_at_200cps"]
-            rows.append(f"| a (santral-load) | INVITE→200 at 200 calls/s p50 / p99 | {l['p50_ms']} / {l['p99_ms']} ms |")
+        rows += short_call_rows(scenarios["a-load"], " (santral-load)")
     if "b-load" in scenarios:
-        for level in scenarios["b-load"]["levels"]:
-            jitter = level.get("rtp_interval_jitter") or {}
-            rows.append(f"| b {level['concurrent']} long IVR calls (santral-load) | CPU % of a core per "
-                        f"100 calls; RSS per call; RTP interval jitter p99 | "
-                        f"{level.get('server_cpu_pct_per_100_calls')} %; "
-                        f"{level.get('rss_kib_per_call')} KiB; {jitter.get('p99_ms')} ms |")
+        rows += long_call_rows(scenarios["b-load"], " (santral-load)")
     if "overload" in scenarios:
         o = scenarios["overload"]
         rows.append(f"| overload: {o['offered_calls_per_s']} calls/s offered (2 × {o['capacity_calls_per_s']}) "
