@@ -1,10 +1,7 @@
-//! The thin tokio driver around [`MediaSession`]: binds the RTP/RTCP socket pair from the port
-//! allocator, feeds datagrams in, sends what the session emits on each shared pacer tick, and
-//! exchanges commands and events with the call task over channels.
-//!
-//! Per tick and session: the datagrams that arrived (read without blocking, with their kernel
-//! arrival times), the commands that came in, one `tick` and at most one `send_to`; no
-//! allocation, no lock, one task wake-up.
+//! What a call's media is made of and the tokio drivers that run several sessions together:
+//! the RTP/RTCP socket pair bound from the port allocator, the commands a call gives its
+//! media, and the bridge (two legs forwarding packets to each other) and relay. A single
+//! session is run by the media engine's threads ([`crate::engine`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -12,16 +9,13 @@ use std::time::Instant;
 
 use thiserror::Error;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::codec::Frame;
-use crate::pacer::Ticker;
 use crate::port::{PortAllocator, PortError, PortLease};
 use crate::prompt::{EncodedPrompt, Playlist};
 use crate::quality::QualitySummary;
-use crate::receive;
 use crate::relay::RtpRelay;
 use crate::sdp::NegotiatedMedia;
 use crate::session::{MediaEvent, MediaSession};
@@ -44,7 +38,7 @@ pub enum DriverError {
 pub struct RtpSockets {
     pub rtp: UdpSocket,
     pub rtcp: UdpSocket,
-    _lease: PortLease,
+    pub(crate) lease: PortLease,
 }
 
 impl RtpSockets {
@@ -57,11 +51,7 @@ impl RtpSockets {
             let rtcp = UdpSocket::bind(SocketAddr::new(address, lease.rtcp_port())).await;
             match (rtp, rtcp) {
                 (Ok(rtp), Ok(rtcp)) => {
-                    return Ok(RtpSockets {
-                        rtp,
-                        rtcp,
-                        _lease: lease,
-                    });
+                    return Ok(RtpSockets { rtp, rtcp, lease });
                 }
                 (Err(e), _) | (_, Err(e)) => last_error = Some(e),
             }
@@ -117,154 +107,8 @@ pub struct SessionEnd {
     pub quality: QualitySummary,
 }
 
-/// Runs a session until `Shutdown` or until the command channel closes.
-///
-/// The tracing span current where this is called (the call's, with its Call-ID) is kept for
-/// the driver's log lines; it is entered only to log, not on every wake-up, which with a
-/// thousand calls would cost more than the media work itself.
-pub fn run_session(
-    session: MediaSession,
-    sockets: RtpSockets,
-    ticker: Ticker,
-    commands: mpsc::Receiver<MediaCommand>,
-    events: mpsc::Sender<MediaEvent>,
-    audio_tap: Option<mpsc::Sender<TickAudio>>,
-) -> impl std::future::Future<Output = SessionEnd> + Send {
-    let span = tracing::Span::current();
-    drive_session(session, sockets, ticker, commands, events, audio_tap, span)
-}
-
-async fn drive_session(
-    mut session: MediaSession,
-    sockets: RtpSockets,
-    ticker: Ticker,
-    mut commands: mpsc::Receiver<MediaCommand>,
-    events: mpsc::Sender<MediaEvent>,
-    audio_tap: Option<mpsc::Sender<TickAudio>>,
-    span: tracing::Span,
-) -> SessionEnd {
-    let mut buffer = [0u8; 2048];
-    let mut say_goodbye = true;
-    for socket in [&sockets.rtp, &sockets.rtcp] {
-        if let Err(error) = receive::enable_arrival_times(socket) {
-            span.in_scope(|| warn!(%error, "no kernel arrival times: packets are timed when read"));
-        }
-    }
-    let mut last_tick = ticker.current();
-    // One wake-up per call every 20 ms: at the tick, read what arrived (stamped with its
-    // kernel arrival time), take the commands, send the frame. The wait stays armed between
-    // ticks, keeping this session's place among all sessions (see `Ticker`), so its packets
-    // leave at the same point of every period. Commands wait for the tick: whatever they
-    // change is heard from the next frame anyway.
-    let mut next_tick = std::pin::pin!(ticker.notified());
-    'session: loop {
-        next_tick.as_mut().enable();
-        if ticker.current() == last_tick {
-            next_tick.as_mut().await;
-        }
-        next_tick.set(ticker.notified());
-        next_tick.as_mut().enable();
-        let clock = receive::ArrivalClock::read();
-        for _ in 0..MAX_DATAGRAMS_PER_TICK {
-            match receive::try_receive(&sockets.rtp, &mut buffer, &clock) {
-                Ok(Some(datagram)) => {
-                    if let Err(error) = session.handle_rtp(
-                        datagram.arrived,
-                        datagram.source,
-                        &buffer[..datagram.len],
-                    ) {
-                        span.in_scope(
-                            || debug!(source = %datagram.source, %error, "RTP packet dropped"),
-                        );
-                    }
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    // ICMP errors (port unreachable) surface here; the next read goes on.
-                    span.in_scope(|| debug!(%error, "RTP receive error"));
-                    break;
-                }
-            }
-        }
-        // RTCP comes every few seconds: ask the reactor whether anything arrived (no system
-        // call when nothing did) instead of probing the socket on every tick.
-        for _ in 0..MAX_DATAGRAMS_PER_TICK {
-            let read = sockets.rtcp.try_io(tokio::io::Interest::READABLE, || {
-                receive::try_receive(&sockets.rtcp, &mut buffer, &clock)?
-                    .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::WouldBlock))
-            });
-            match read {
-                Ok(datagram) => {
-                    if let Err(error) = session.handle_rtcp(
-                        datagram.arrived,
-                        datagram.source,
-                        &buffer[..datagram.len],
-                    ) {
-                        span.in_scope(
-                            || debug!(source = %datagram.source, %error, "RTCP packet dropped"),
-                        );
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        loop {
-            match commands.try_recv() {
-                Ok(MediaCommand::Shutdown) | Err(TryRecvError::Disconnected) => break 'session,
-                Ok(MediaCommand::Detach) => {
-                    say_goodbye = false;
-                    break 'session;
-                }
-                Ok(command) => apply_command(&mut session, command),
-                Err(TryRecvError::Empty) => break,
-            }
-        }
-        let due = periods_due(ticker.current(), &mut last_tick);
-        let now = Instant::now();
-        for _ in 0..due {
-            // Real-time media never waits for a full socket buffer: the frame is dropped.
-            if let Some(transmit) = session.tick(now)
-                && let Err(error) = sockets
-                    .rtp
-                    .try_send_to(transmit.payload, transmit.destination)
-            {
-                span.in_scope(|| debug!(%error, "RTP send failed"));
-            }
-            if let Some(tap) = &audio_tap {
-                // A slow consumer loses frames rather than stalling the media.
-                let _ = tap.try_send(TickAudio {
-                    received: *session.received_frame(),
-                    sent: *session.sent_frame(),
-                });
-            }
-        }
-        if let Some(transmit) = session.poll_rtcp(now) {
-            let _ = sockets
-                .rtcp
-                .try_send_to(transmit.payload, transmit.destination);
-        }
-        while let Some(event) = session.poll_event() {
-            if events.try_send(event).is_err() {
-                span.in_scope(|| warn!("media event queue full; event dropped"));
-            }
-        }
-    }
-    if say_goodbye && let Some(transmit) = session.goodbye() {
-        let _ = sockets
-            .rtcp
-            .send_to(transmit.payload, transmit.destination)
-            .await;
-    }
-    let quality = session.quality();
-    SessionEnd {
-        session,
-        sockets,
-        quality,
-    }
-}
-
 /// Applies a command that keeps the session running.
-fn apply_command(session: &mut MediaSession, command: MediaCommand) {
+pub(crate) fn apply_command(session: &mut MediaSession, command: MediaCommand) {
     match command {
         MediaCommand::Play {
             playlist,
@@ -287,64 +131,13 @@ fn apply_command(session: &mut MediaSession, command: MediaCommand) {
     }
 }
 
-/// A running session driver, as the call task holds it.
-#[derive(Debug)]
-pub struct MediaHandle {
-    pub commands: mpsc::Sender<MediaCommand>,
-    pub events: mpsc::Receiver<MediaEvent>,
-    /// Per-tick audio (received and sent), when asked for (recording, supervisor taps).
-    pub audio: Option<mpsc::Receiver<TickAudio>>,
-    pub task: tokio::task::JoinHandle<SessionEnd>,
-}
-
-/// Spawns [`run_session`] with channels sized for one call (`with_audio`: also a per-tick audio
-/// tap holding up to 5 s). Its log lines carry the tracing span current here, so spawn it inside the
-/// call's span (with the Call-ID) to have media logs carry it.
-pub fn spawn_session(
-    session: MediaSession,
-    sockets: RtpSockets,
-    pacer: &crate::pacer::Pacer,
-    with_audio: bool,
-) -> MediaHandle {
-    let (commands, command_rx) = mpsc::channel(32);
-    let (event_tx, events) = mpsc::channel(128);
-    let (audio_tx, audio) = if with_audio {
-        let (tx, rx) = mpsc::channel(250);
-        (Some(tx), Some(rx))
-    } else {
-        (None, None)
-    };
-    let task = tokio::spawn(run_session(
-        session,
-        sockets,
-        pacer.ticker(),
-        command_rx,
-        event_tx,
-        audio_tx,
-    ));
-    MediaHandle {
-        commands,
-        events,
-        audio,
-        task,
-    }
-}
-
-/// Most datagrams a session reads per socket per tick: a flood waits in (and overflows) the
-/// kernel's buffer instead of taking the core from every other call.
-const MAX_DATAGRAMS_PER_TICK: usize = 16;
-
-/// Most frames a session catches up in one wake-up after its task was delayed.
+/// Most frames a bridge catches up in one wake-up after its task was delayed.
 const MAX_CATCH_UP_TICKS: u64 = 5;
 
 /// How many 20 ms periods passed since the last wake-up (the pacer publishes tick numbers; a
 /// task that was late sees several at once and must not fall behind the far end's clock).
 fn ticks_due(ticks: &mut watch::Receiver<u64>, last_tick: &mut u64) -> u64 {
-    periods_due(*ticks.borrow_and_update(), last_tick)
-}
-
-/// [`ticks_due`] for the latest tick number as read.
-fn periods_due(tick: u64, last_tick: &mut u64) -> u64 {
+    let tick = *ticks.borrow_and_update();
     let due = tick.saturating_sub(*last_tick).clamp(1, MAX_CATCH_UP_TICKS);
     *last_tick = tick;
     due

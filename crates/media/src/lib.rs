@@ -4,16 +4,18 @@
 //! concealment, DTMF (RFC 4733 and in-band), tones, prompts, recording, bridging and mixing.
 //!
 //! The cores are sans-IO state machines that take `now: Instant` and bytes, and give back
-//! bytes and events; a thin tokio driver ([`driver`]) owns sockets and time. Per packet nothing
-//! allocates and nothing locks; prompts are decoded and encoded once and shared by `Arc`; one
-//! pacer task ticks every 20 ms for all calls, and a session's driver wakes once per tick: it
-//! reads what arrived meanwhile (with the kernel's arrival times), then sends its frame.
+//! bytes and events; the media engine ([`engine`]) owns sockets and time. Per packet nothing
+//! allocates and nothing locks; prompts are decoded and encoded once and shared by `Arc`; a few
+//! media threads (one per core) wake every 20 ms and walk their sessions in a fixed order:
+//! each session reads what arrived meanwhile (one `recvmmsg`, with the kernel's arrival
+//! times), then sends its frame.
 //!
 //! ## How the server uses it (one call)
 //!
 //! ```text
 //!  process start:  let ports  = PortAllocator::new(10000..=20000)?;      // even RTP / odd RTCP
-//!                  let pacer  = Pacer::spawn();                          // one 20 ms tick, shared
+//!                  let engine = MediaEngine::start(None)?;               // media threads, one per core
+//!                  let pacer  = Pacer::spawn();                          // 20 ms tick for bridges
 //!                  let prompts = PromptCache::new();                     // prompt+codec → Arc frames
 //!
 //!  INVITE arrives: let sockets = RtpSockets::bind(local_ip, &ports).await?;
@@ -23,10 +25,10 @@
 //!                      Err(reason) => { /* 488 Not Acceptable Here, Warning/Reason: reason.reason() */ }
 //!                  }
 //!                  let session = MediaSession::new(SessionConfig::from_negotiated(&answer.media), Instant::now());
-//!                  // either spawn the driver and talk to it by channels (inside the call's span,
+//!                  // either hand it to the engine and talk to it by channels (inside the call's span,
 //!                  // tracing::info_span!("call", call_id = %call_id), so media logs carry it) …
-//!                  let mut media = spawn_session(session, sockets, &pacer, record);  // MediaHandle
-//!                  // … or drive the MediaSession directly inside the call task (same calls as the driver).
+//!                  let mut media = engine.spawn_session(session, sockets, record);  // MediaHandle
+//!                  // … or drive the MediaSession directly inside the call task (same calls as the engine).
 //!
 //!  IVR:            cmd_tx.send(MediaCommand::Play { playlist: Playlist::new(vec![prompts.get(path, codec)?]),
 //!                                                   barge_in: true, started: None })
@@ -34,7 +36,7 @@
 //!                          PlaybackStopped { id, reason: StopReason::BargeIn(digit) }, …
 //!  queue:          MediaCommand::PlayMusic(prompts.get(moh_file, codec)?)        // loops
 //!                  MediaCommand::PlayTone(ToneKind::Ringback(ToneRegion::Europe))
-//!  agent answers:  detach both drivers (Detach → SessionEnd { session, sockets, quality }) and run
+//!  agent answers:  detach both sessions (Detach, then media.finished.await → SessionEnd { session, sockets, quality }) and run
 //!                  driver::run_bridge(caller, caller_sockets, agent, agent_sockets, ticks, stop, events, tap)
 //!                  — transcodes when codecs differ, keeps DTMF/RTCP, and its tap feeds a
 //!                  CallRecorder (stereo: caller left, agent right); or, for a pure relay with no
@@ -67,9 +69,10 @@
 //! |---|---|
 //! | [`sdp`] | offer/answer with `rtc-sdp`: [`sdp::answer_offer`], [`sdp::create_offer`], [`sdp::accept_answer`]; [`sdp::NotAcceptable`] → 488 |
 //! | [`session`] | [`session::MediaSession`]: one leg's RTP/RTCP state machine (`handle_rtp`, `handle_rtcp`, `tick`, `poll_rtcp`, `poll_event`, `play`, `stop`, `play_tone`, `play_music`, `send_dtmf`, `go_live`/`set_live_frame`/`set_live_payload`, `renegotiate`, `quality`) |
-//! | [`driver`] | tokio: [`driver::RtpSockets`], [`driver::run_session`], [`driver::run_bridge`], [`driver::run_relay`], [`driver::MediaCommand`] |
+//! | [`engine`] | [`engine::MediaEngine`]: media threads walking their sessions every 20 ms in a fixed order; [`engine::MediaHandle`], [`engine::SessionJoin`] |
+//! | [`driver`] | [`driver::RtpSockets`], [`driver::MediaCommand`]; tokio: [`driver::run_bridge`], [`driver::run_relay`] |
 //! | [`pacer`] | drift-free 20 ms schedule and the shared [`pacer::Pacer`] task |
-//! | [`receive`] | non-blocking datagram reads with kernel arrival times (`SO_TIMESTAMPNS`) |
+//! | [`receive`] | non-blocking datagram reads (single and `recvmmsg` batches) with kernel arrival times (`SO_TIMESTAMPNS`) |
 //! | [`port`] | [`port::PortAllocator`] over a range; leases return on drop |
 //! | [`codec`], [`g711`], [`g722`] | codecs (G.711 table-driven; G.722 bit-exact with libg722), per-leg encoder/decoder state, transcoding through 8 kHz frames |
 //! | [`jitter`], [`concealment`] | adaptive jitter buffer on a 10 ms timestamp grid (10–60 ms packets, reorder, late/duplicate drop, grow/shrink) and G.711-style PLC (whole and half frames) |
@@ -108,6 +111,7 @@ pub mod codec;
 pub mod concealment;
 pub mod driver;
 pub mod dtmf_detector;
+pub mod engine;
 pub mod g711;
 pub mod g722;
 pub mod jitter;
@@ -127,9 +131,8 @@ pub mod tone;
 mod wideband;
 
 pub use codec::{Codec, FRAME_SAMPLES, Frame};
-pub use driver::{
-    MediaCommand, RtpSockets, SessionEnd, TickAudio, run_bridge, run_relay, run_session,
-};
+pub use driver::{MediaCommand, RtpSockets, SessionEnd, TickAudio, run_bridge, run_relay};
+pub use engine::{EngineError, MediaEngine, MediaHandle, SessionJoin, SessionLost};
 pub use pacer::Pacer;
 pub use port::{PortAllocator, PortLease};
 pub use prompt::{EncodedPrompt, Playlist, PromptCache, PromptError};

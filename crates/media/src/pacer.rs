@@ -1,14 +1,9 @@
 //! Drift-free 20 ms pacing. [`PacingSchedule`] is the sans-IO core: deadlines are computed as
 //! `start + n × period`, never `previous + period`, so scheduling jitter never accumulates.
-//! [`Pacer`] is the thin tokio driver: ONE task per process ticks and publishes the tick number;
-//! every media session waits on it (a [`Ticker`], in a stable order), so there is no timer per
-//! call or per packet.
+//! The media engine's threads sleep to its deadlines; [`Pacer`] publishes the same grid's tick
+//! numbers to tokio tasks (bridges). There is no timer per call or per packet.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-use tokio::sync::Notify;
 
 /// Frame period.
 pub const FRAME_PERIOD: Duration = Duration::from_millis(20);
@@ -52,8 +47,8 @@ impl PacingSchedule {
     }
 }
 
-/// How late the pacer wakes, smoothed: the node's saturation signal. An idle or busy-but-coping
-/// runtime wakes the pacer within a fraction of a millisecond; a saturated one runs late on
+/// How late a media thread wakes, smoothed: the node's saturation signal. An idle or busy-but-coping
+/// thread wakes within a fraction of a millisecond; a saturated one runs late on
 /// every tick, which is when new calls must be refused (they would degrade every call's audio).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LagMeter {
@@ -75,96 +70,37 @@ impl LagMeter {
     }
 }
 
-/// What the pacing task shares with the sessions it paces.
-#[derive(Debug, Default)]
-struct Shared {
-    tick: AtomicU64,
-    notify: Notify,
-    lag_us: AtomicU32,
-}
-
-/// The shared tick source.
+/// The shared tick for drivers in tokio tasks (bridges, mixers): one task per process ticks and
+/// publishes the tick number. Single sessions are paced by the media engine's threads, on the
+/// same grid.
 #[derive(Debug, Clone)]
 pub struct Pacer {
     ticks: tokio::sync::watch::Receiver<u64>,
-    shared: Arc<Shared>,
-}
-
-/// A session's hold on the shared tick. A waiter stays in line between ticks (see
-/// [`Ticker::notified`]), so every tick wakes the sessions in the same order and each stream
-/// keeps its place in the 20 ms period: its packets leave at even intervals however many
-/// calls share the core. (A `watch` receiver re-queues its waiter on every poll, so packet
-/// arrivals would shuffle the order from tick to tick: that was milliseconds of send jitter
-/// per stream at a thousand calls.)
-#[derive(Debug, Clone)]
-pub struct Ticker {
-    shared: Arc<Shared>,
-    /// Keeps the pacing task running while any session waits on it.
-    _alive: tokio::sync::watch::Receiver<u64>,
-}
-
-impl Ticker {
-    /// The number of the latest tick.
-    pub fn current(&self) -> u64 {
-        self.shared.tick.load(Ordering::Acquire)
-    }
-
-    /// A wait for the next tick. Pin it, `enable()` it, then read [`Ticker::current`]: a tick
-    /// published after `enable()` wakes it. Keep it pinned across other wake-ups (packets) and
-    /// re-arm it right after it fires.
-    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
-        self.shared.notify.notified()
-    }
 }
 
 impl Pacer {
     /// Spawns the pacing task on the current tokio runtime. It ends when every `Pacer` clone
-    /// and every `watch` subscriber is dropped.
+    /// and every subscriber is dropped.
     pub fn spawn() -> Pacer {
         let (sender, ticks) = tokio::sync::watch::channel(0u64);
-        let shared = Arc::new(Shared::default());
-        let published = shared.clone();
         tokio::spawn(async move {
             let mut schedule = PacingSchedule::new(Instant::now(), FRAME_PERIOD);
-            let mut meter = LagMeter::default();
             loop {
                 let deadline = schedule.next_deadline();
                 tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
-                let now = Instant::now();
-                let lag = meter.record(now.saturating_duration_since(deadline));
-                published.lag_us.store(
-                    lag.as_micros().min(u32::MAX as u128) as u32,
-                    Ordering::Relaxed,
-                );
-                if let Some(tick) = schedule.on_wake(now) {
-                    published.tick.store(tick, Ordering::Release);
-                    published.notify.notify_waiters();
-                    if sender.send(tick).is_err() {
-                        break;
-                    }
+                if let Some(tick) = schedule.on_wake(Instant::now())
+                    && sender.send(tick).is_err()
+                {
+                    break;
                 }
             }
         });
-        Pacer { ticks, shared }
+        Pacer { ticks }
     }
 
-    /// How late the media clock has been waking lately (see [`LagMeter`]).
-    pub fn lag(&self) -> Duration {
-        Duration::from_micros(u64::from(self.shared.lag_us.load(Ordering::Relaxed)))
-    }
-
-    /// A receiver that wakes on every tick (`changed().await`), for drivers that own several
-    /// sessions (bridges, mixers).
+    /// A receiver that wakes on every tick (`changed().await`).
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.ticks.clone()
-    }
-
-    /// The tick as one session's driver waits for it (see [`Ticker`]).
-    pub fn ticker(&self) -> Ticker {
-        Ticker {
-            shared: self.shared.clone(),
-            _alive: self.ticks.clone(),
-        }
     }
 }
 

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use santral_media::codec::{Codec, FRAME_SAMPLES};
-use santral_media::driver::{
-    BridgeLeg, MediaCommand, RtpSockets, TickAudio, run_bridge, run_session,
-};
+use santral_media::driver::{BridgeLeg, MediaCommand, RtpSockets, TickAudio, run_bridge};
+use santral_media::engine::MediaEngine;
 use santral_media::jitter::JitterConfig;
 use santral_media::pacer::Pacer;
 use santral_media::port::PortAllocator;
@@ -60,28 +59,27 @@ async fn transcoding_bridge_carries_audio_and_dtmf_and_records_stereo() {
 
     let now = std::time::Instant::now();
     let pacer = Pacer::spawn();
+    let engine = MediaEngine::start(Some(1)).unwrap_or_else(|e| panic!("{e}"));
     // The two phones.
     let (caller_commands, caller_rx) = mpsc::channel(8);
     let (caller_events, _caller_events_rx) = mpsc::channel(64);
-    let caller_task = tokio::spawn(run_session(
+    let caller_task = engine.attach(
         MediaSession::new(config(Codec::Pcmu, 1, l_caller), now),
         phone_caller,
-        pacer.ticker(),
         caller_rx,
         caller_events,
         None,
-    ));
+    );
     let (agent_commands, agent_rx) = mpsc::channel(8);
     let (agent_events, _agent_events_rx) = mpsc::channel(64);
     let (agent_audio_tx, mut agent_audio) = mpsc::channel::<TickAudio>(1024);
-    let agent_task = tokio::spawn(run_session(
+    let agent_task = engine.attach(
         MediaSession::new(config(Codec::Pcma, 4, l_agent), now),
         phone_agent,
-        pacer.ticker(),
         agent_rx,
         agent_events,
         Some(agent_audio_tx),
-    ));
+    );
     // santral's bridge.
     let (stop_tx, stop_rx) = watch::channel(false);
     let (bridge_events_tx, mut bridge_events) = mpsc::channel(64);

@@ -1,4 +1,4 @@
-//! Two RTP sessions on 127.0.0.1 over real UDP sockets, paced by the shared pacer: each plays
+//! Two RTP sessions on 127.0.0.1 over real UDP sockets, paced by the media engine's thread: each plays
 //! a speech-like prompt to the other through the jitter buffer, and the audio each side decodes
 //! matches the source with SNR > 30 dB (G.711 µ-law and A-law, both directions at once).
 
@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use santral_media::codec::{Codec, FRAME_SAMPLES};
-use santral_media::driver::{MediaCommand, RtpSockets, spawn_session};
+use santral_media::driver::{MediaCommand, RtpSockets};
+use santral_media::engine::MediaEngine;
 use santral_media::jitter::JitterConfig;
-use santral_media::pacer::Pacer;
 use santral_media::port::PortAllocator;
 use santral_media::prompt::{EncodedPrompt, Playlist, PromptCache};
 use santral_media::sdp::Direction;
@@ -125,17 +125,15 @@ async fn play_both_ways(codec: Codec) {
     let (port_a, port_b) = (sockets_a.rtp_port(), sockets_b.rtp_port());
     assert_eq!(port_a % 2, 0);
     let now = std::time::Instant::now();
-    let pacer = Pacer::spawn();
-    let mut leg_a = spawn_session(
+    let engine = MediaEngine::start(Some(1)).unwrap_or_else(|e| panic!("{e}"));
+    let mut leg_a = engine.spawn_session(
         MediaSession::new(config(codec, 0xAAAA, port_b), now),
         sockets_a,
-        &pacer,
         true,
     );
-    let mut leg_b = spawn_session(
+    let mut leg_b = engine.spawn_session(
         MediaSession::new(config(codec, 0xBBBB, port_a), now),
         sockets_b,
-        &pacer,
         true,
     );
 
@@ -182,8 +180,16 @@ async fn play_both_ways(codec: Codec) {
     }
     let _ = leg_a.commands.send(MediaCommand::Shutdown).await;
     let _ = leg_b.commands.send(MediaCommand::Shutdown).await;
-    let quality_a = leg_a.task.await.unwrap_or_else(|e| panic!("{e}")).quality;
-    let quality_b = leg_b.task.await.unwrap_or_else(|e| panic!("{e}")).quality;
+    let quality_a = leg_a
+        .finished
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .quality;
+    let quality_b = leg_b
+        .finished
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .quality;
 
     let snr_at_b = best_snr_db(from_a.pcm(), &heard_by_b);
     let snr_at_a = best_snr_db(from_b.pcm(), &heard_by_a);

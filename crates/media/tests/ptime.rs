@@ -410,11 +410,11 @@ fn sipp_g711a_capture_replays_as_the_audio_it_carries() {
 }
 
 /// The same capture sent for real: a UDP socket on 127.0.0.1 plays its first 100 packets at
-/// their 30 ms pace to a session run by the driver and the shared 20 ms pacer.
+/// their 30 ms pace to a session run by the media engine on its 20 ms grid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sipp_g711a_capture_over_udp_is_heard_through_the_driver() {
-    use santral_media::driver::{RtpSockets, spawn_session};
-    use santral_media::pacer::Pacer;
+    use santral_media::driver::RtpSockets;
+    use santral_media::engine::MediaEngine;
     use santral_media::port::PortAllocator;
 
     let path = "/usr/share/sip-tester/g711a.pcap";
@@ -445,8 +445,8 @@ async fn sipp_g711a_capture_over_udp_is_heard_through_the_driver() {
         remote_maxptime_ms: None,
         direction: Direction::SendRecv,
     });
-    let pacer = Pacer::spawn();
-    let mut leg = spawn_session(receiver, sockets, &pacer, true);
+    let engine = MediaEngine::start(Some(1)).unwrap_or_else(|e| panic!("{e}"));
+    let mut leg = engine.spawn_session(receiver, sockets, true);
     let mut audio = leg
         .audio
         .take()
@@ -480,7 +480,7 @@ async fn sipp_g711a_capture_over_udp_is_heard_through_the_driver() {
         .commands
         .send(santral_media::driver::MediaCommand::Shutdown)
         .await;
-    let end = leg.task.await.unwrap_or_else(|e| panic!("{e}"));
+    let end = leg.finished.await.unwrap_or_else(|e| panic!("{e}"));
 
     let bytes: Vec<u8> = packets.iter().flat_map(|rtp| rtp[12..].to_vec()).collect();
     let expected = reference(Codec::Pcma, &bytes);

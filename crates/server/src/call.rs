@@ -22,9 +22,9 @@ use santral_ivr::{CallInfo, Event as IvrEvent, FlowStore};
 use santral_media::driver::BridgeLeg;
 use santral_media::sdp::{LocalMedia, accept_answer, answer_offer, create_offer};
 use santral_media::{
-    CallRecorder, Codec, DtmfEvent, MediaCommand, MediaEvent, MediaSession, Pacer, Playlist,
-    PortAllocator, PromptCache, RecordingLayout, RtpSockets, SessionConfig, SessionEnd, TickAudio,
-    run_bridge, run_session,
+    CallRecorder, Codec, DtmfEvent, MediaCommand, MediaEngine, MediaEvent, MediaSession, Pacer,
+    Playlist, PortAllocator, PromptCache, RecordingLayout, RtpSockets, SessionConfig, SessionEnd,
+    SessionJoin, TickAudio, run_bridge,
 };
 use santral_sip::client::{CallConfig, CallEvent, OutgoingCall};
 use santral_sip::dialog::Dialog;
@@ -93,7 +93,10 @@ pub struct CallContext {
     pub prompts_dir: PathBuf,
     pub music_on_hold: Option<PathBuf>,
     pub ports: PortAllocator,
+    /// Ticks bridges (two legs forwarding to each other in the call's task).
     pub pacer: Pacer,
+    /// Drives every single session (IVR, queue, hold) on its media threads.
+    pub media: MediaEngine,
     pub media_ip: IpAddr,
     pub store: Arc<dyn Store>,
     pub customers: Arc<Mutex<CustomerDirectory>>,
@@ -168,7 +171,7 @@ struct AgentLeg {
 struct CallerMedia {
     commands: mpsc::Sender<MediaCommand>,
     events: mpsc::Receiver<MediaEvent>,
-    driver: JoinHandle<SessionEnd>,
+    driver: SessionJoin,
 }
 
 /// Caller and agent media bridged in one task.
@@ -438,14 +441,9 @@ fn start_caller_media(
 ) -> CallerMedia {
     let (commands, command_rx) = mpsc::channel(64);
     let (event_tx, events) = mpsc::channel(64);
-    let driver = tokio::spawn(run_session(
-        session,
-        sockets,
-        ctx.pacer.ticker(),
-        command_rx,
-        event_tx,
-        tap,
-    ));
+    let driver = ctx
+        .media
+        .attach(session, sockets, command_rx, event_tx, tap);
     CallerMedia {
         commands,
         events,

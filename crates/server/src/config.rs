@@ -312,6 +312,10 @@ pub struct MediaConfig {
     /// Played to callers waiting in a queue, looped. None: silence.
     #[serde(default = "default_media_music_on_hold")]
     pub music_on_hold: Option<PathBuf>,
+    /// Media threads, each driving its share of the calls' RTP every 20 ms. 0: one per core
+    /// this process may run on (its CPU affinity).
+    #[serde(default = "default_media_threads")]
+    pub threads: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -470,6 +474,7 @@ field_defaults_from_embedded! {
     fn default_media_address() -> std::net::IpAddr = "/media/address";
     fn default_media_rtp_ports() -> PortRange = "/media/rtp_ports";
     fn default_media_music_on_hold() -> Option<PathBuf> = "/media/music_on_hold";
+    fn default_media_threads() -> u16 = "/media/threads";
     fn default_storage() -> StorageConfig = "/storage";
     fn default_flows() -> FlowsConfig = "/flows";
     fn default_prompts() -> PromptsConfig = "/prompts";

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use santral_ivr::customers::CustomerDirectory;
 use santral_ivr::{FlowStore, ValidationContext};
-use santral_media::{Codec, Pacer, PortAllocator, PromptCache};
+use santral_media::{Codec, EngineError, MediaEngine, Pacer, PortAllocator, PromptCache};
 use santral_sip::digest::Algorithm;
 use santral_sip::driver::{self, Listen};
 use santral_sip::registrar::{self, Outcome, Registrar, RegistrarConfig};
@@ -49,6 +49,8 @@ pub enum NodeError {
     Prompt(#[from] santral_media::PromptError),
     #[error("media ports: {0}")]
     Ports(#[from] santral_media::port::PortError),
+    #[error("media engine: {0}")]
+    Media(#[from] EngineError),
     #[error("the SIP driver stopped unexpectedly")]
     SipStopped,
 }
@@ -172,6 +174,9 @@ pub async fn run(
         music_on_hold,
         ports: PortAllocator::new(config.media.rtp_ports.first..=config.media.rtp_ports.last)?,
         pacer: Pacer::spawn(),
+        media: MediaEngine::start(
+            (config.media.threads > 0).then_some(usize::from(config.media.threads)),
+        )?,
         media_ip: config.media.address,
         store: store.clone(),
         customers: Arc::new(Mutex::new(customers)),
@@ -277,7 +282,7 @@ pub async fn run(
             }
             _ = housekeeping.tick() => {
                 let now = Instant::now();
-                metrics::gauge!("santral_media_lag_seconds").set(dispatcher.ctx.pacer.lag().as_secs_f64());
+                metrics::gauge!("santral_media_lag_seconds").set(dispatcher.ctx.media.lag().as_secs_f64());
                 metrics::gauge!("santral_calls_in_progress").set(dispatcher.calls_in_progress() as f64);
                 registrar.handle_timeout(now);
                 sync_registrations(&registrar, now, &mut registered, &agents_tx).await;
@@ -506,7 +511,7 @@ impl Dispatcher {
                     self.respond(id, busy).await;
                     return;
                 }
-                let lag = self.ctx.pacer.lag();
+                let lag = self.ctx.media.lag();
                 if let Err(refusal) =
                     self.admission
                         .admit(Instant::now(), self.calls_in_progress(), lag)

@@ -1,0 +1,791 @@
+//! The media engine: a few threads (one per core by default) drive every call's media.
+//!
+//! Each media thread wakes on the shared 20 ms grid and walks its sessions in a fixed order;
+//! per session it reads what arrived (one `recvmmsg`, with the kernel's arrival times), takes
+//! the call's commands, runs the tick and sends the frame. Nothing asynchronous sits on this
+//! path: no task wake-up per session, no reactor event per packet (the sockets leave tokio's
+//! reactor while the engine holds them), and RTCP, which comes every few seconds, is watched
+//! by one level-triggered epoll per thread instead of a read per call per tick. Because the
+//! walk order is fixed, each stream leaves at the same offset in every period, so its send
+//! interval stays even however many calls share the core.
+//!
+//! The call task talks to its session as before: commands and events over channels, and a
+//! [`SessionJoin`] that yields the session and its sockets (back in tokio's hands) when the
+//! session is detached or shut down.
+
+use std::future::Future;
+use std::io;
+use std::net::UdpSocket as StdUdpSocket;
+use std::os::fd::AsFd;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use thiserror::Error;
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{Span, debug, error, warn};
+
+use crate::driver::{MediaCommand, RtpSockets, SessionEnd, TickAudio, apply_command};
+use crate::pacer::{FRAME_PERIOD, LagMeter, PacingSchedule};
+use crate::port::PortLease;
+use crate::quality::QualitySummary;
+use crate::receive::{self, ArrivalClock, BatchReceiver};
+use crate::session::{MediaEvent, MediaSession};
+
+/// Rounds of [`BatchReceiver::receive`] per session per tick: a flood waits in (and overflows)
+/// the kernel's buffer instead of taking the thread from every other call.
+const MAX_RECEIVE_ROUNDS: usize = 2;
+
+/// Most RTCP datagrams read per session per tick.
+const MAX_RTCP_PER_TICK: usize = 4;
+
+/// Most frames a session catches up in one walk after its thread was delayed.
+const MAX_CATCH_UP_TICKS: u64 = 5;
+
+/// RTCP readiness reported per `epoll_wait`.
+const READY_EVENTS: usize = 256;
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error("cannot start media thread {index}: {source}")]
+    Thread { index: usize, source: io::Error },
+    #[error("cannot create the media thread's epoll: {0}")]
+    Epoll(io::Error),
+}
+
+/// Why a [`SessionJoin`] did not give the session back.
+#[derive(Debug, Error)]
+pub enum SessionLost {
+    /// The engine stopped, or the session failed (the log says why).
+    #[error(
+        "the media session ended without handing itself back (engine stopped or session failed)"
+    )]
+    EngineStopped,
+    #[error("cannot move the RTP sockets between tokio and the media engine: {0}")]
+    Sockets(#[source] io::Error),
+}
+
+/// The media threads. Cheap to share (`Arc`); sessions go to the least loaded thread.
+#[derive(Debug)]
+pub struct MediaEngine {
+    workers: Vec<WorkerLink>,
+}
+
+#[derive(Debug)]
+struct WorkerLink {
+    inbox: std_mpsc::Sender<Box<Slot>>,
+    stats: Arc<WorkerStats>,
+}
+
+#[derive(Debug, Default)]
+struct WorkerStats {
+    sessions: AtomicUsize,
+    lag_us: AtomicU32,
+    /// Share of the last period spent walking sessions, in thousandths.
+    busy_permille: AtomicU32,
+}
+
+impl MediaEngine {
+    /// Starts `threads` media threads (at least one); `None`: one per core this process may
+    /// run on. The threads end when the engine is dropped and their last session has ended.
+    pub fn start(threads: Option<usize>) -> Result<MediaEngine, EngineError> {
+        let count = threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1);
+        let start = Instant::now();
+        let mut workers = Vec::with_capacity(count);
+        for index in 0..count {
+            let (inbox, arrivals) = std_mpsc::channel();
+            let stats = Arc::new(WorkerStats::default());
+            let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+                .map_err(|errno| EngineError::Epoll(errno.into()))?;
+            let worker_stats = stats.clone();
+            std::thread::Builder::new()
+                .name(format!("santral-media-{index}"))
+                .spawn(move || {
+                    // Built here: the batch receiver's system-call headers hold raw pointers
+                    // into its own buffers and stay on this thread.
+                    let worker = Worker {
+                        arrivals,
+                        stats: worker_stats,
+                        slots: Vec::new(),
+                        free: Vec::new(),
+                        live: 0,
+                        epoll,
+                        receiver: BatchReceiver::new(),
+                        ready: vec![EpollEvent::empty(); READY_EVENTS],
+                    };
+                    worker.run(start)
+                })
+                .map_err(|source| EngineError::Thread { index, source })?;
+            workers.push(WorkerLink { inbox, stats });
+        }
+        Ok(MediaEngine { workers })
+    }
+
+    /// Number of media threads.
+    pub fn threads(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Sessions running now.
+    pub fn sessions(&self) -> usize {
+        self.workers
+            .iter()
+            .map(|worker| worker.stats.sessions.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// How late the busiest media thread has been waking lately (see [`LagMeter`]): the
+    /// node's saturation signal.
+    pub fn lag(&self) -> Duration {
+        let worst = self
+            .workers
+            .iter()
+            .map(|worker| worker.stats.lag_us.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        Duration::from_micros(u64::from(worst))
+    }
+
+    /// The busiest media thread's share of the last 20 ms spent on media work (0.0 – 1.0+).
+    pub fn busy(&self) -> f64 {
+        let worst = self
+            .workers
+            .iter()
+            .map(|worker| worker.stats.busy_permille.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        f64::from(worst) / 1000.0
+    }
+
+    /// Hands a session to a media thread. It runs from the next tick until a
+    /// [`MediaCommand::Shutdown`] (RTCP BYE sent), a [`MediaCommand::Detach`] (no BYE: the
+    /// stream goes on elsewhere) or until `commands` closes. Its log lines carry the tracing
+    /// span current here (the call's).
+    pub fn attach(
+        &self,
+        session: MediaSession,
+        sockets: RtpSockets,
+        commands: mpsc::Receiver<MediaCommand>,
+        events: mpsc::Sender<MediaEvent>,
+        audio_tap: Option<mpsc::Sender<TickAudio>>,
+    ) -> SessionJoin {
+        let (ended, join) = oneshot::channel();
+        let RtpSockets { rtp, rtcp, lease } = sockets;
+        let (rtp, rtcp) = match (rtp.into_std(), rtcp.into_std()) {
+            (Ok(rtp), Ok(rtcp)) => (rtp, rtcp),
+            (Err(error), _) | (_, Err(error)) => {
+                warn!(%error, "media session not started");
+                return SessionJoin {
+                    state: JoinState::Failed(Some(error)),
+                };
+            }
+        };
+        for socket in [&rtp, &rtcp] {
+            if let Err(error) = receive::enable_arrival_times(socket) {
+                debug!(%error, "no kernel arrival times: packets are timed when read");
+            }
+        }
+        let slot = Box::new(Slot {
+            session,
+            rtp,
+            rtcp,
+            lease,
+            commands,
+            events,
+            audio_tap,
+            span: Span::current(),
+            ended: Some(ended),
+            last_tick: None,
+            rtcp_watched: false,
+            rtcp_ready: false,
+        });
+        let Some(worker) = self
+            .workers
+            .iter()
+            .min_by_key(|worker| worker.stats.sessions.load(Ordering::Relaxed))
+        else {
+            return SessionJoin {
+                state: JoinState::Waiting(join),
+            };
+        };
+        worker.stats.sessions.fetch_add(1, Ordering::Relaxed);
+        if worker.inbox.send(slot).is_err() {
+            worker.stats.sessions.fetch_sub(1, Ordering::Relaxed);
+        }
+        SessionJoin {
+            state: JoinState::Waiting(join),
+        }
+    }
+
+    /// [`MediaEngine::attach`] with channels sized for one call (`with_audio`: also a
+    /// per-tick audio tap holding up to 5 s).
+    pub fn spawn_session(
+        &self,
+        session: MediaSession,
+        sockets: RtpSockets,
+        with_audio: bool,
+    ) -> MediaHandle {
+        let (commands, command_rx) = mpsc::channel(32);
+        let (event_tx, events) = mpsc::channel(128);
+        let (audio_tx, audio) = if with_audio {
+            let (tx, rx) = mpsc::channel(250);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let finished = self.attach(session, sockets, command_rx, event_tx, audio_tx);
+        MediaHandle {
+            commands,
+            events,
+            audio,
+            finished,
+        }
+    }
+}
+
+/// A running session, as the call task holds it.
+#[derive(Debug)]
+pub struct MediaHandle {
+    pub commands: mpsc::Sender<MediaCommand>,
+    pub events: mpsc::Receiver<MediaEvent>,
+    /// Per-tick audio (received and sent), when asked for (recording, supervisor taps).
+    pub audio: Option<mpsc::Receiver<TickAudio>>,
+    /// Resolves when the session has stopped, with the session and its sockets.
+    pub finished: SessionJoin,
+}
+
+/// Waits for a session to leave the engine; yields it with its sockets registered with tokio
+/// again (await it inside the runtime).
+#[derive(Debug)]
+pub struct SessionJoin {
+    state: JoinState,
+}
+
+#[derive(Debug)]
+enum JoinState {
+    Waiting(oneshot::Receiver<Box<Detached>>),
+    Failed(Option<io::Error>),
+}
+
+/// What a media thread gives back.
+#[derive(Debug)]
+struct Detached {
+    session: MediaSession,
+    rtp: StdUdpSocket,
+    rtcp: StdUdpSocket,
+    lease: PortLease,
+    quality: QualitySummary,
+}
+
+impl Future for SessionJoin {
+    type Output = Result<SessionEnd, SessionLost>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let detached = match &mut self.state {
+            JoinState::Waiting(ended) => ready!(Pin::new(ended).poll(cx)),
+            JoinState::Failed(error) => {
+                return Poll::Ready(Err(error
+                    .take()
+                    .map_or(SessionLost::EngineStopped, SessionLost::Sockets)));
+            }
+        };
+        let Ok(detached) = detached else {
+            return Poll::Ready(Err(SessionLost::EngineStopped));
+        };
+        let Detached {
+            session,
+            rtp,
+            rtcp,
+            lease,
+            quality,
+        } = *detached;
+        let rtp = tokio::net::UdpSocket::from_std(rtp).map_err(SessionLost::Sockets)?;
+        let rtcp = tokio::net::UdpSocket::from_std(rtcp).map_err(SessionLost::Sockets)?;
+        Poll::Ready(Ok(SessionEnd {
+            session,
+            sockets: RtpSockets { rtp, rtcp, lease },
+            quality,
+        }))
+    }
+}
+
+/// One session as its media thread holds it.
+struct Slot {
+    session: MediaSession,
+    rtp: StdUdpSocket,
+    rtcp: StdUdpSocket,
+    lease: PortLease,
+    commands: mpsc::Receiver<MediaCommand>,
+    events: mpsc::Sender<MediaEvent>,
+    audio_tap: Option<mpsc::Sender<TickAudio>>,
+    span: Span,
+    ended: Option<oneshot::Sender<Box<Detached>>>,
+    /// The tick this session last ran (None before its first).
+    last_tick: Option<u64>,
+    /// RTCP is watched by the thread's epoll (else read on every tick).
+    rtcp_watched: bool,
+    /// The epoll saw RTCP arrive.
+    rtcp_ready: bool,
+}
+
+/// How a session's step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Running,
+    ShutDown,
+    Detached,
+}
+
+impl Slot {
+    /// One tick of this session: read, commands, send.
+    fn step(&mut self, tick: u64, clock: &ArrivalClock, receiver: &mut BatchReceiver) -> Step {
+        self.receive_rtp(clock, receiver);
+        if self.rtcp_ready || !self.rtcp_watched {
+            self.rtcp_ready = false;
+            self.receive_rtcp(clock, receiver);
+        }
+        loop {
+            match self.commands.try_recv() {
+                Ok(MediaCommand::Shutdown) | Err(TryRecvError::Disconnected) => {
+                    return Step::ShutDown;
+                }
+                Ok(MediaCommand::Detach) => return Step::Detached,
+                Ok(command) => apply_command(&mut self.session, command),
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        let due = match self.last_tick {
+            Some(last) => tick.saturating_sub(last).clamp(1, MAX_CATCH_UP_TICKS),
+            None => 1,
+        };
+        self.last_tick = Some(tick);
+        let now = Instant::now();
+        for _ in 0..due {
+            // Real-time media never waits for a full socket buffer: the frame is dropped.
+            if let Some(transmit) = self.session.tick(now)
+                && let Err(error) = self.rtp.send_to(transmit.payload, transmit.destination)
+            {
+                self.span.in_scope(|| debug!(%error, "RTP send failed"));
+            }
+            if let Some(tap) = &self.audio_tap {
+                // A slow consumer loses frames rather than stalling the media.
+                let _ = tap.try_send(TickAudio {
+                    received: *self.session.received_frame(),
+                    sent: *self.session.sent_frame(),
+                });
+            }
+        }
+        if let Some(transmit) = self.session.poll_rtcp(now) {
+            let _ = self.rtcp.send_to(transmit.payload, transmit.destination);
+        }
+        while let Some(event) = self.session.poll_event() {
+            if self.events.try_send(event).is_err() {
+                self.span
+                    .in_scope(|| warn!("media event queue full; event dropped"));
+            }
+        }
+        Step::Running
+    }
+
+    fn receive_rtp(&mut self, clock: &ArrivalClock, receiver: &mut BatchReceiver) {
+        for _ in 0..MAX_RECEIVE_ROUNDS {
+            let count = match receiver.receive(&self.rtp, clock) {
+                Ok(count) => count,
+                Err(error) => {
+                    // ICMP errors (port unreachable) surface here; the next read goes on.
+                    self.span.in_scope(|| debug!(%error, "RTP receive error"));
+                    return;
+                }
+            };
+            for index in 0..count {
+                let Some((datagram, bytes)) = receiver.datagram(index) else {
+                    continue;
+                };
+                if let Err(error) =
+                    self.session
+                        .handle_rtp(datagram.arrived, datagram.source, bytes)
+                {
+                    self.span.in_scope(
+                        || debug!(source = %datagram.source, %error, "RTP packet dropped"),
+                    );
+                }
+            }
+            if count < receive::BATCH {
+                return;
+            }
+        }
+    }
+
+    fn receive_rtcp(&mut self, clock: &ArrivalClock, receiver: &mut BatchReceiver) {
+        let Ok(count) = receiver.receive(&self.rtcp, clock) else {
+            return;
+        };
+        for index in 0..count.min(MAX_RTCP_PER_TICK) {
+            let Some((datagram, bytes)) = receiver.datagram(index) else {
+                continue;
+            };
+            if let Err(error) = self
+                .session
+                .handle_rtcp(datagram.arrived, datagram.source, bytes)
+            {
+                self.span
+                    .in_scope(|| debug!(source = %datagram.source, %error, "RTCP packet dropped"));
+            }
+        }
+    }
+
+    /// Leaves the engine: the BYE if asked, the quality summary, and the session and sockets
+    /// to whoever waits for them (or dropped, which releases the port pair).
+    fn finish(mut self: Box<Self>, say_goodbye: bool) {
+        if say_goodbye && let Some(transmit) = self.session.goodbye() {
+            let _ = self.rtcp.send_to(transmit.payload, transmit.destination);
+        }
+        let quality = self.session.quality();
+        let Some(ended) = self.ended.take() else {
+            return;
+        };
+        let Slot {
+            session,
+            rtp,
+            rtcp,
+            lease,
+            ..
+        } = *self;
+        let _ = ended.send(Box::new(Detached {
+            session,
+            rtp,
+            rtcp,
+            lease,
+            quality,
+        }));
+    }
+}
+
+/// A media thread and the sessions it walks.
+struct Worker {
+    arrivals: std_mpsc::Receiver<Box<Slot>>,
+    stats: Arc<WorkerStats>,
+    /// Walked in index order every tick; a finished session leaves a hole that the next new
+    /// session fills, so nobody else's place in the period moves.
+    slots: Vec<Option<Box<Slot>>>,
+    free: Vec<usize>,
+    live: usize,
+    epoll: Epoll,
+    receiver: BatchReceiver,
+    ready: Vec<EpollEvent>,
+}
+
+impl Worker {
+    fn run(mut self, start: Instant) {
+        let mut schedule = PacingSchedule::new(start, FRAME_PERIOD);
+        let mut meter = LagMeter::default();
+        let mut closing = false;
+        // Bounded: ends once the engine is gone and the last session has left.
+        while !(closing && self.live == 0) {
+            let deadline = schedule.next_deadline();
+            let now = Instant::now();
+            if deadline > now {
+                std::thread::sleep(deadline - now);
+            }
+            let woke = Instant::now();
+            let Some(tick) = schedule.on_wake(woke) else {
+                continue;
+            };
+            let lag = meter.record(woke.saturating_duration_since(deadline));
+            self.stats.lag_us.store(
+                lag.as_micros().min(u128::from(u32::MAX)) as u32,
+                Ordering::Relaxed,
+            );
+            closing |= self.take_arrivals();
+            self.note_rtcp_arrivals();
+            let clock = ArrivalClock::read();
+            for index in 0..self.slots.len() {
+                let Some(slot) = self.slots[index].as_mut() else {
+                    continue;
+                };
+                let receiver = &mut self.receiver;
+                // One session's bug must not silence the thread's other calls.
+                let step = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    slot.step(tick, &clock, receiver)
+                }));
+                match step {
+                    Ok(Step::Running) => {}
+                    Ok(step) => self.remove(index, step == Step::ShutDown),
+                    Err(_) => {
+                        slot.span
+                            .in_scope(|| error!("media session panicked: dropped"));
+                        if self.take(index).is_some() {
+                            self.stats.sessions.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            let busy = woke.elapsed().as_micros() * 1000 / FRAME_PERIOD.as_micros();
+            self.stats
+                .busy_permille
+                .store(busy.min(u128::from(u32::MAX)) as u32, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes the sessions attached since the last tick; true when the engine is gone.
+    fn take_arrivals(&mut self) -> bool {
+        loop {
+            match self.arrivals.try_recv() {
+                Ok(mut slot) => {
+                    let index = self.free.pop().unwrap_or(self.slots.len());
+                    slot.rtcp_watched = self
+                        .epoll
+                        .add(
+                            slot.rtcp.as_fd(),
+                            EpollEvent::new(EpollFlags::EPOLLIN, index as u64),
+                        )
+                        .is_ok();
+                    if index == self.slots.len() {
+                        self.slots.push(Some(slot));
+                    } else {
+                        self.slots[index] = Some(slot);
+                    }
+                    self.live += 1;
+                }
+                Err(std_mpsc::TryRecvError::Empty) => return false,
+                Err(std_mpsc::TryRecvError::Disconnected) => return true,
+            }
+        }
+    }
+
+    /// One `epoll_wait` for the whole thread: which sessions' RTCP sockets have data.
+    fn note_rtcp_arrivals(&mut self) {
+        // Bounded: a full batch of readiness is followed by at most a few more.
+        for _ in 0..self.slots.len() / READY_EVENTS + 1 {
+            let Ok(count) = self.epoll.wait(&mut self.ready, EpollTimeout::ZERO) else {
+                return;
+            };
+            for event in &self.ready[..count] {
+                if let Some(Some(slot)) = self.slots.get_mut(event.data() as usize) {
+                    slot.rtcp_ready = true;
+                }
+            }
+            if count < READY_EVENTS {
+                return;
+            }
+        }
+    }
+
+    fn remove(&mut self, index: usize, say_goodbye: bool) {
+        if let Some(slot) = self.take(index) {
+            slot.finish(say_goodbye);
+            // Counted out only now that its ports are back (or handed on).
+            self.stats.sessions.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes a session out of the walk (its place goes to the next new session).
+    fn take(&mut self, index: usize) -> Option<Box<Slot>> {
+        let slot = self.slots.get_mut(index)?.take()?;
+        if slot.rtcp_watched {
+            let _ = self.epoll.delete(slot.rtcp.as_fd());
+        }
+        self.free.push(index);
+        self.live -= 1;
+        Some(slot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    use tokio::net::UdpSocket;
+
+    use super::*;
+    use crate::codec::Codec;
+    use crate::jitter::JitterConfig;
+    use crate::port::PortAllocator;
+    use crate::rtcp;
+    use crate::sdp::Direction;
+    use crate::session::SessionConfig;
+
+    const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    const WAIT: Duration = Duration::from_secs(5);
+
+    fn session(far_rtp: SocketAddr, far_rtcp: SocketAddr) -> MediaSession {
+        MediaSession::new(
+            SessionConfig {
+                local_ssrc: 0x5A17,
+                codec: Codec::Pcmu,
+                payload_type: 0,
+                telephone_event_payload_type: Some(101),
+                remote_rtp: Some(far_rtp),
+                remote_rtcp: Some(far_rtcp),
+                direction: Direction::SendRecv,
+                symmetric_rtp: true,
+                inband_dtmf: false,
+                jitter: JitterConfig::default(),
+                initial_sequence: 1,
+                initial_timestamp: 0,
+                rtcp_interval: Duration::from_secs(60),
+                media_timeout: Duration::from_secs(60),
+            },
+            Instant::now(),
+        )
+    }
+
+    async fn bind_far_end() -> (UdpSocket, UdpSocket) {
+        let rtp = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+        let rtcp = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+        (rtp, rtcp)
+    }
+
+    async fn receive(socket: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+        let mut buffer = [0u8; 2048];
+        let (len, from) = tokio::time::timeout(WAIT, socket.recv_from(&mut buffer))
+            .await
+            .expect("a datagram in time")
+            .unwrap();
+        (buffer[..len].to_vec(), from)
+    }
+
+    /// RTCP packet types in a compound datagram.
+    fn rtcp_types(mut datagram: &[u8]) -> Vec<u8> {
+        let mut types = Vec::new();
+        while datagram.len() >= 4 {
+            types.push(datagram[1]);
+            let words = u16::from_be_bytes([datagram[2], datagram[3]]) as usize;
+            datagram = &datagram[((words + 1) * 4).min(datagram.len())..];
+        }
+        types
+    }
+
+    /// A session on a media thread sends its frames from its own RTP port, hears RTCP (a BYE
+    /// from the far end comes back as an event), comes back on `Detach` with sockets that work
+    /// in tokio again and no BYE sent, and on `Shutdown` says goodbye over RTCP.
+    #[tokio::test]
+    async fn a_session_runs_on_a_media_thread_and_comes_back_on_detach() {
+        let engine = MediaEngine::start(Some(1)).unwrap();
+        let ports = PortAllocator::new(44700..=44709).unwrap();
+        let sockets = RtpSockets::bind(LOCALHOST, &ports).await.unwrap();
+        let (port, rtcp_port) = (sockets.rtp_port(), sockets.rtp_port() + 1);
+        let (far_rtp, far_rtcp) = bind_far_end().await;
+        let far = (
+            far_rtp.local_addr().unwrap(),
+            far_rtcp.local_addr().unwrap(),
+        );
+        let mut media = engine.spawn_session(session(far.0, far.1), sockets, false);
+
+        let (packet, from) = receive(&far_rtp).await;
+        assert_eq!(from, SocketAddr::new(LOCALHOST, port));
+        assert_eq!(packet[1] & 0x7F, 0, "PCMU");
+        assert_eq!(engine.sessions(), 1);
+
+        let goodbye = rtcp::build_goodbye(0xFA4).unwrap();
+        far_rtcp
+            .send_to(&goodbye, SocketAddr::new(LOCALHOST, rtcp_port))
+            .await
+            .unwrap();
+        let event = tokio::time::timeout(WAIT, async {
+            loop {
+                match media.events.recv().await {
+                    Some(MediaEvent::RemoteGoodbye) => return true,
+                    Some(_) => continue,
+                    None => return false,
+                }
+            }
+        })
+        .await
+        .expect("the far end's BYE reported in time");
+        assert!(event);
+
+        media.commands.send(MediaCommand::Detach).await.unwrap();
+        let end = media.finished.await.unwrap();
+        assert_eq!(engine.sessions(), 0);
+        far_rtp
+            .send_to(b"after detach", SocketAddr::new(LOCALHOST, port))
+            .await
+            .unwrap();
+        let mut buffer = [0u8; 64];
+        let (len, _) = tokio::time::timeout(WAIT, end.sockets.rtp.recv_from(&mut buffer))
+            .await
+            .expect("the detached socket works in tokio")
+            .unwrap();
+        assert_eq!(&buffer[..len], b"after detach");
+        // Nothing but the far end's own traffic: no BYE on detach.
+        let mut probe = [0u8; 2048];
+        while let Ok(Ok((len, _))) =
+            tokio::time::timeout(Duration::from_millis(50), far_rtcp.recv_from(&mut probe)).await
+        {
+            assert!(!rtcp_types(&probe[..len]).contains(&203), "BYE on detach");
+        }
+
+        // Attached again, then shut down: the far end hears an RTCP BYE.
+        let media = engine.spawn_session(end.session, end.sockets, false);
+        media.commands.send(MediaCommand::Shutdown).await.unwrap();
+        let end = media.finished.await.unwrap();
+        let goodbye = tokio::time::timeout(WAIT, async {
+            loop {
+                let (datagram, _) = receive(&far_rtcp).await;
+                if rtcp_types(&datagram).contains(&203) {
+                    return datagram;
+                }
+            }
+        })
+        .await
+        .expect("an RTCP BYE in time");
+        assert_eq!(goodbye[0] >> 6, 2, "RTCP version 2");
+        assert!(end.quality.packets_expected < 10);
+    }
+
+    /// Sessions go to the least loaded thread; when a call drops its handle, its session ends
+    /// and its port pair returns to the pool.
+    #[tokio::test]
+    async fn sessions_spread_over_threads_and_release_their_ports_when_dropped() {
+        let engine = MediaEngine::start(Some(2)).unwrap();
+        assert_eq!(engine.threads(), 2);
+        let ports = PortAllocator::new(44720..=44727).unwrap();
+        assert_eq!(ports.capacity(), 4);
+        let (far_rtp, far_rtcp) = bind_far_end().await;
+        let far = (
+            far_rtp.local_addr().unwrap(),
+            far_rtcp.local_addr().unwrap(),
+        );
+        let mut handles = Vec::new();
+        for _ in 0..4 {
+            let sockets = RtpSockets::bind(LOCALHOST, &ports).await.unwrap();
+            handles.push(engine.spawn_session(session(far.0, far.1), sockets, false));
+        }
+        assert!(
+            RtpSockets::bind(LOCALHOST, &ports).await.is_err(),
+            "all pairs in use"
+        );
+        assert_eq!(engine.sessions(), 4);
+        for worker in &engine.workers {
+            assert_eq!(worker.stats.sessions.load(Ordering::Relaxed), 2);
+        }
+        // Every session sends: four sources reach the far end.
+        let mut sources = std::collections::BTreeSet::new();
+        while sources.len() < 4 {
+            sources.insert(receive(&far_rtp).await.1.port());
+        }
+
+        drop(handles);
+        tokio::time::timeout(WAIT, async {
+            while engine.sessions() > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("dropped sessions end");
+        let mut again = Vec::new();
+        for _ in 0..4 {
+            again.push(RtpSockets::bind(LOCALHOST, &ports).await.unwrap());
+        }
+        assert_eq!(again.len(), 4);
+    }
+}
