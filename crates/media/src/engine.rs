@@ -1,7 +1,7 @@
 //! The media engine: a few threads (one per core by default) drive every call's media.
 //!
 //! Each media thread wakes on the shared 20 ms grid and walks its sessions in a fixed order;
-//! per session it reads what arrived (one `recvmmsg`, with the kernel's arrival times), takes
+//! per session it reads what arrived (usually one `recvmsg`, with the kernel's arrival times), takes
 //! the call's commands, runs the tick and sends the frame. Nothing asynchronous sits on this
 //! path: no task wake-up per session, no reactor event per packet (the sockets leave tokio's
 //! reactor while the engine holds them), and RTCP, which comes every few seconds, is watched
@@ -20,7 +20,8 @@ use std::os::fd::AsFd;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
@@ -35,21 +36,30 @@ use crate::driver::{MediaCommand, RtpSockets, SessionEnd, TickAudio, apply_comma
 use crate::pacer::{FRAME_PERIOD, LagMeter, PacingSchedule};
 use crate::port::PortLease;
 use crate::quality::QualitySummary;
-use crate::receive::{self, ArrivalClock, BatchReceiver};
+use crate::receive::{self, ArrivalClock};
 use crate::session::{MediaEvent, MediaSession};
 
-/// Rounds of [`BatchReceiver::receive`] per session per tick: a flood waits in (and overflows)
-/// the kernel's buffer instead of taking the thread from every other call.
-const MAX_RECEIVE_ROUNDS: usize = 2;
+/// Most RTP datagrams read per session per tick: a flood waits in (and overflows) the kernel's
+/// buffer instead of taking the thread from every other call.
+const MAX_RTP_PER_TICK: usize = 16;
 
 /// Most RTCP datagrams read per session per tick.
 const MAX_RTCP_PER_TICK: usize = 4;
+
+/// Largest datagram read whole (RTP of any codec we speak fits easily).
+const DATAGRAM_BYTES: usize = 2048;
 
 /// Most frames a session catches up in one walk after its thread was delayed.
 const MAX_CATCH_UP_TICKS: u64 = 5;
 
 /// RTCP readiness reported per `epoll_wait`.
 const READY_EVENTS: usize = 256;
+
+/// Most sessions one media thread holds (more than a port range can give it).
+const MAX_SESSIONS_PER_THREAD: usize = 32 * 1024;
+
+/// Commands a call can queue for its session before `send` waits.
+const COMMAND_QUEUE: usize = 32;
 
 #[derive(Debug, Error)]
 pub enum EngineError {
@@ -81,6 +91,95 @@ pub struct MediaEngine {
 struct WorkerLink {
     inbox: std_mpsc::Sender<Box<Slot>>,
     stats: Arc<WorkerStats>,
+    places: Arc<Places>,
+}
+
+/// A media thread's places in its walk, shared with the callers: a session's place is chosen
+/// when it is attached, so its command sender can ring that place's doorbell (one bit) and the
+/// thread looks at a command queue only when its bit is set. Checking a thousand idle queues
+/// every 20 ms would touch a thousand cold cache lines.
+#[derive(Debug)]
+struct Places {
+    doorbells: Box<[AtomicU64]>,
+    pool: Mutex<PlacePool>,
+}
+
+#[derive(Debug, Default)]
+struct PlacePool {
+    free: Vec<usize>,
+    next: usize,
+}
+
+impl Places {
+    fn new() -> Places {
+        Places {
+            doorbells: (0..MAX_SESSIONS_PER_THREAD / 64)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            pool: Mutex::new(PlacePool::default()),
+        }
+    }
+
+    /// A free place (freed ones first, so the walk stays short).
+    fn take(&self) -> Option<usize> {
+        let mut pool = self.pool.lock().ok()?;
+        if let Some(place) = pool.free.pop() {
+            return Some(place);
+        }
+        (pool.next < MAX_SESSIONS_PER_THREAD).then(|| {
+            pool.next += 1;
+            pool.next - 1
+        })
+    }
+
+    fn give_back(&self, place: usize) {
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.free.push(place);
+        }
+    }
+
+    fn ring(&self, place: usize) {
+        if let Some(word) = self.doorbells.get(place / 64) {
+            word.fetch_or(1 << (place % 64), Ordering::Release);
+        }
+    }
+
+    /// Takes the doorbells of places `0..places` (one bit each, into `rung`).
+    fn answer(&self, places: usize, rung: &mut Vec<u64>) {
+        rung.clear();
+        rung.extend(
+            self.doorbells[..places.div_ceil(64).min(self.doorbells.len())]
+                .iter()
+                .map(|word| word.swap(0, Ordering::Acquire)),
+        );
+    }
+}
+
+/// The call's side of its session's command queue. Sending rings the session's doorbell;
+/// dropping the last one ends the session (with an RTCP BYE), as a `Shutdown` would.
+#[derive(Debug, Clone)]
+pub struct MediaCommands {
+    sender: mpsc::Sender<MediaCommand>,
+    places: Arc<Places>,
+    place: usize,
+}
+
+impl MediaCommands {
+    /// Queues a command for the session's next tick (waits while 32 are queued).
+    pub async fn send(
+        &self,
+        command: MediaCommand,
+    ) -> Result<(), mpsc::error::SendError<MediaCommand>> {
+        self.sender.send(command).await?;
+        self.places.ring(self.place);
+        Ok(())
+    }
+}
+
+impl Drop for MediaCommands {
+    fn drop(&mut self) {
+        self.places.ring(self.place);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -103,28 +202,33 @@ impl MediaEngine {
         for index in 0..count {
             let (inbox, arrivals) = std_mpsc::channel();
             let stats = Arc::new(WorkerStats::default());
+            let places = Arc::new(Places::new());
+            let worker_places = places.clone();
             let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
                 .map_err(|errno| EngineError::Epoll(errno.into()))?;
             let worker_stats = stats.clone();
             std::thread::Builder::new()
                 .name(format!("santral-media-{index}"))
                 .spawn(move || {
-                    // Built here: the batch receiver's system-call headers hold raw pointers
-                    // into its own buffers and stay on this thread.
                     let worker = Worker {
                         arrivals,
                         stats: worker_stats,
+                        places: worker_places,
+                        rung: Vec::new(),
                         slots: Vec::new(),
-                        free: Vec::new(),
                         live: 0,
                         epoll,
-                        receiver: BatchReceiver::new(),
+                        buffer: Box::new([0; DATAGRAM_BYTES]),
                         ready: vec![EpollEvent::empty(); READY_EVENTS],
                     };
                     worker.run(start)
                 })
                 .map_err(|source| EngineError::Thread { index, source })?;
-            workers.push(WorkerLink { inbox, stats });
+            workers.push(WorkerLink {
+                inbox,
+                stats,
+                places,
+            });
         }
         Ok(MediaEngine { workers })
     }
@@ -165,28 +269,51 @@ impl MediaEngine {
         f64::from(worst) / 1000.0
     }
 
-    /// Hands a session to a media thread. It runs from the next tick until a
-    /// [`MediaCommand::Shutdown`] (RTCP BYE sent), a [`MediaCommand::Detach`] (no BYE: the
-    /// stream goes on elsewhere) or until `commands` closes. Its log lines carry the tracing
-    /// span current here (the call's).
+    /// Hands a session to a media thread; returns the call's command sender and the join. It
+    /// runs from the next tick until a [`MediaCommand::Shutdown`] (RTCP BYE sent), a
+    /// [`MediaCommand::Detach`] (no BYE: the stream goes on elsewhere) or until every command
+    /// sender is dropped. Its log lines carry the tracing span current here (the call's).
     pub fn attach(
         &self,
         session: MediaSession,
         sockets: RtpSockets,
-        commands: mpsc::Receiver<MediaCommand>,
         events: mpsc::Sender<MediaEvent>,
         audio_tap: Option<mpsc::Sender<TickAudio>>,
-    ) -> SessionJoin {
+    ) -> (MediaCommands, SessionJoin) {
+        let (sender, commands) = mpsc::channel(COMMAND_QUEUE);
         let (ended, join) = oneshot::channel();
+        let worker = self
+            .workers
+            .iter()
+            .min_by_key(|worker| worker.stats.sessions.load(Ordering::Relaxed))
+            .unwrap_or_else(|| unreachable!("an engine has at least one thread"));
+        let failed = |error: io::Error, place: Option<usize>| {
+            warn!(%error, "media session not started");
+            let commands = MediaCommands {
+                sender: sender.clone(),
+                places: worker.places.clone(),
+                place: MAX_SESSIONS_PER_THREAD,
+            };
+            if let Some(place) = place {
+                worker.places.give_back(place);
+            }
+            let join = SessionJoin {
+                state: JoinState::Failed(Some(error)),
+            };
+            (commands, join)
+        };
+        let Some(place) = worker.places.take() else {
+            return failed(
+                io::Error::other(format!(
+                    "a media thread holds at most {MAX_SESSIONS_PER_THREAD} sessions"
+                )),
+                None,
+            );
+        };
         let RtpSockets { rtp, rtcp, lease } = sockets;
         let (rtp, rtcp) = match (rtp.into_std(), rtcp.into_std()) {
             (Ok(rtp), Ok(rtcp)) => (rtp, rtcp),
-            (Err(error), _) | (_, Err(error)) => {
-                warn!(%error, "media session not started");
-                return SessionJoin {
-                    state: JoinState::Failed(Some(error)),
-                };
-            }
+            (Err(error), _) | (_, Err(error)) => return failed(error, Some(place)),
         };
         for socket in [&rtp, &rtcp] {
             if let Err(error) = receive::enable_arrival_times(socket) {
@@ -203,26 +330,28 @@ impl MediaEngine {
             audio_tap,
             span: Span::current(),
             ended: Some(ended),
+            place,
             last_tick: None,
             rtcp_watched: false,
             rtcp_ready: false,
         });
-        let Some(worker) = self
-            .workers
-            .iter()
-            .min_by_key(|worker| worker.stats.sessions.load(Ordering::Relaxed))
-        else {
-            return SessionJoin {
-                state: JoinState::Waiting(join),
-            };
-        };
         worker.stats.sessions.fetch_add(1, Ordering::Relaxed);
-        if worker.inbox.send(slot).is_err() {
+        if let Err(returned) = worker.inbox.send(slot) {
+            // The thread is gone (it only ends with the engine): the session drops here.
+            drop(returned);
             worker.stats.sessions.fetch_sub(1, Ordering::Relaxed);
         }
-        SessionJoin {
-            state: JoinState::Waiting(join),
-        }
+        let commands = MediaCommands {
+            sender,
+            places: worker.places.clone(),
+            place,
+        };
+        (
+            commands,
+            SessionJoin {
+                state: JoinState::Waiting(join),
+            },
+        )
     }
 
     /// [`MediaEngine::attach`] with channels sized for one call (`with_audio`: also a
@@ -233,7 +362,6 @@ impl MediaEngine {
         sockets: RtpSockets,
         with_audio: bool,
     ) -> MediaHandle {
-        let (commands, command_rx) = mpsc::channel(32);
         let (event_tx, events) = mpsc::channel(128);
         let (audio_tx, audio) = if with_audio {
             let (tx, rx) = mpsc::channel(250);
@@ -241,7 +369,7 @@ impl MediaEngine {
         } else {
             (None, None)
         };
-        let finished = self.attach(session, sockets, command_rx, event_tx, audio_tx);
+        let (commands, finished) = self.attach(session, sockets, event_tx, audio_tx);
         MediaHandle {
             commands,
             events,
@@ -254,7 +382,7 @@ impl MediaEngine {
 /// A running session, as the call task holds it.
 #[derive(Debug)]
 pub struct MediaHandle {
-    pub commands: mpsc::Sender<MediaCommand>,
+    pub commands: MediaCommands,
     pub events: mpsc::Receiver<MediaEvent>,
     /// Per-tick audio (received and sent), when asked for (recording, supervisor taps).
     pub audio: Option<mpsc::Receiver<TickAudio>>,
@@ -328,6 +456,8 @@ struct Slot {
     audio_tap: Option<mpsc::Sender<TickAudio>>,
     span: Span,
     ended: Option<oneshot::Sender<Box<Detached>>>,
+    /// Its place in the walk (and its doorbell).
+    place: usize,
     /// The tick this session last ran (None before its first).
     last_tick: Option<u64>,
     /// RTCP is watched by the thread's epoll (else read on every tick).
@@ -346,20 +476,22 @@ enum Step {
 
 impl Slot {
     /// One tick of this session: read, commands, send.
-    fn step(&mut self, tick: u64, clock: &ArrivalClock, receiver: &mut BatchReceiver) -> Step {
-        self.receive_rtp(clock, receiver);
+    fn step(&mut self, tick: u64, clock: &ArrivalClock, buffer: &mut [u8], rung: bool) -> Step {
+        self.receive_rtp(clock, buffer);
         if self.rtcp_ready || !self.rtcp_watched {
             self.rtcp_ready = false;
-            self.receive_rtcp(clock, receiver);
+            self.receive_rtcp(clock, buffer);
         }
-        loop {
+        // Commands sent before the session's first tick rang before it had its place here.
+        let mut take_commands = rung || self.last_tick.is_none();
+        while take_commands {
             match self.commands.try_recv() {
                 Ok(MediaCommand::Shutdown) | Err(TryRecvError::Disconnected) => {
                     return Step::ShutDown;
                 }
                 Ok(MediaCommand::Detach) => return Step::Detached,
                 Ok(command) => apply_command(&mut self.session, command),
-                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Empty) => take_commands = false,
             }
         }
         let due = match self.last_tick {
@@ -395,46 +527,45 @@ impl Slot {
         Step::Running
     }
 
-    fn receive_rtp(&mut self, clock: &ArrivalClock, receiver: &mut BatchReceiver) {
-        for _ in 0..MAX_RECEIVE_ROUNDS {
-            let count = match receiver.receive(&self.rtp, clock) {
-                Ok(count) => count,
+    /// Reads this tick's RTP: as many packets as the far end sends per frame, then more only
+    /// while the last one read had waited a whole period (a backlog). In the usual case (one
+    /// packet per 20 ms) that is one system call, with no second read to learn that nothing
+    /// else is waiting; the kernel's arrival times keep the jitter buffer's view exact however
+    /// late in the period a packet is read.
+    fn receive_rtp(&mut self, clock: &ArrivalClock, buffer: &mut [u8]) {
+        let at_least = self.session.packets_per_frame();
+        for read in 1..=MAX_RTP_PER_TICK {
+            let datagram = match receive::try_receive(&self.rtp, buffer, clock) {
+                Ok(Some(datagram)) => datagram,
+                Ok(None) => return,
                 Err(error) => {
                     // ICMP errors (port unreachable) surface here; the next read goes on.
                     self.span.in_scope(|| debug!(%error, "RTP receive error"));
                     return;
                 }
             };
-            for index in 0..count {
-                let Some((datagram, bytes)) = receiver.datagram(index) else {
-                    continue;
-                };
-                if let Err(error) =
-                    self.session
-                        .handle_rtp(datagram.arrived, datagram.source, bytes)
-                {
-                    self.span.in_scope(
-                        || debug!(source = %datagram.source, %error, "RTP packet dropped"),
-                    );
-                }
+            if let Err(error) =
+                self.session
+                    .handle_rtp(datagram.arrived, datagram.source, &buffer[..datagram.len])
+            {
+                self.span
+                    .in_scope(|| debug!(source = %datagram.source, %error, "RTP packet dropped"));
             }
-            if count < receive::BATCH {
+            let waited = clock.now().saturating_duration_since(datagram.arrived);
+            if read >= at_least && waited < FRAME_PERIOD {
                 return;
             }
         }
     }
 
-    fn receive_rtcp(&mut self, clock: &ArrivalClock, receiver: &mut BatchReceiver) {
-        let Ok(count) = receiver.receive(&self.rtcp, clock) else {
-            return;
-        };
-        for index in 0..count.min(MAX_RTCP_PER_TICK) {
-            let Some((datagram, bytes)) = receiver.datagram(index) else {
-                continue;
+    fn receive_rtcp(&mut self, clock: &ArrivalClock, buffer: &mut [u8]) {
+        for _ in 0..MAX_RTCP_PER_TICK {
+            let Ok(Some(datagram)) = receive::try_receive(&self.rtcp, buffer, clock) else {
+                return;
             };
-            if let Err(error) = self
-                .session
-                .handle_rtcp(datagram.arrived, datagram.source, bytes)
+            if let Err(error) =
+                self.session
+                    .handle_rtcp(datagram.arrived, datagram.source, &buffer[..datagram.len])
             {
                 self.span
                     .in_scope(|| debug!(source = %datagram.source, %error, "RTCP packet dropped"));
@@ -473,13 +604,15 @@ impl Slot {
 struct Worker {
     arrivals: std_mpsc::Receiver<Box<Slot>>,
     stats: Arc<WorkerStats>,
-    /// Walked in index order every tick; a finished session leaves a hole that the next new
+    places: Arc<Places>,
+    /// The doorbells answered this tick.
+    rung: Vec<u64>,
+    /// Walked in place order every tick; a finished session leaves a hole that the next new
     /// session fills, so nobody else's place in the period moves.
     slots: Vec<Option<Box<Slot>>>,
-    free: Vec<usize>,
     live: usize,
     epoll: Epoll,
-    receiver: BatchReceiver,
+    buffer: Box<[u8; DATAGRAM_BYTES]>,
     ready: Vec<EpollEvent>,
 }
 
@@ -506,15 +639,17 @@ impl Worker {
             );
             closing |= self.take_arrivals();
             self.note_rtcp_arrivals();
+            self.places.answer(self.slots.len(), &mut self.rung);
             let clock = ArrivalClock::read();
             for index in 0..self.slots.len() {
                 let Some(slot) = self.slots[index].as_mut() else {
                     continue;
                 };
-                let receiver = &mut self.receiver;
+                let rung = self.rung[index / 64] & (1 << (index % 64)) != 0;
+                let buffer = &mut self.buffer[..];
                 // One session's bug must not silence the thread's other calls.
                 let step = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    slot.step(tick, &clock, receiver)
+                    slot.step(tick, &clock, buffer, rung)
                 }));
                 match step {
                     Ok(Step::Running) => {}
@@ -540,7 +675,7 @@ impl Worker {
         loop {
             match self.arrivals.try_recv() {
                 Ok(mut slot) => {
-                    let index = self.free.pop().unwrap_or(self.slots.len());
+                    let index = slot.place;
                     slot.rtcp_watched = self
                         .epoll
                         .add(
@@ -548,11 +683,10 @@ impl Worker {
                             EpollEvent::new(EpollFlags::EPOLLIN, index as u64),
                         )
                         .is_ok();
-                    if index == self.slots.len() {
-                        self.slots.push(Some(slot));
-                    } else {
-                        self.slots[index] = Some(slot);
+                    if index >= self.slots.len() {
+                        self.slots.resize_with(index + 1, || None);
                     }
+                    self.slots[index] = Some(slot);
                     self.live += 1;
                 }
                 Err(std_mpsc::TryRecvError::Empty) => return false,
@@ -593,7 +727,7 @@ impl Worker {
         if slot.rtcp_watched {
             let _ = self.epoll.delete(slot.rtcp.as_fd());
         }
-        self.free.push(index);
+        self.places.give_back(index);
         self.live -= 1;
         Some(slot)
     }

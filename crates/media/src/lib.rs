@@ -7,8 +7,8 @@
 //! bytes and events; the media engine ([`engine`]) owns sockets and time. Per packet nothing
 //! allocates and nothing locks; prompts are decoded and encoded once and shared by `Arc`; a few
 //! media threads (one per core) wake every 20 ms and walk their sessions in a fixed order:
-//! each session reads what arrived meanwhile (one `recvmmsg`, with the kernel's arrival
-//! times), then sends its frame.
+//! each session reads what arrived meanwhile (with the kernel's arrival times), then sends
+//! its frame.
 //!
 //! ## How the server uses it (one call)
 //!
@@ -72,7 +72,7 @@
 //! | [`engine`] | [`engine::MediaEngine`]: media threads walking their sessions every 20 ms in a fixed order; [`engine::MediaHandle`], [`engine::SessionJoin`] |
 //! | [`driver`] | [`driver::RtpSockets`], [`driver::MediaCommand`]; tokio: [`driver::run_bridge`], [`driver::run_relay`] |
 //! | [`pacer`] | drift-free 20 ms schedule and the shared [`pacer::Pacer`] task |
-//! | [`receive`] | non-blocking datagram reads (single and `recvmmsg` batches) with kernel arrival times (`SO_TIMESTAMPNS`) |
+//! | [`receive`] | non-blocking datagram reads with kernel arrival times (`SO_TIMESTAMPNS`) |
 //! | [`port`] | [`port::PortAllocator`] over a range; leases return on drop |
 //! | [`codec`], [`g711`], [`g722`] | codecs (G.711 table-driven; G.722 bit-exact with libg722), per-leg encoder/decoder state, transcoding through 8 kHz frames |
 //! | [`jitter`], [`concealment`] | adaptive jitter buffer on a 10 ms timestamp grid (10–60 ms packets, reorder, late/duplicate drop, grow/shrink) and G.711-style PLC (whole and half frames) |
@@ -132,7 +132,7 @@ mod wideband;
 
 pub use codec::{Codec, FRAME_SAMPLES, Frame};
 pub use driver::{MediaCommand, RtpSockets, SessionEnd, TickAudio, run_bridge, run_relay};
-pub use engine::{EngineError, MediaEngine, MediaHandle, SessionJoin, SessionLost};
+pub use engine::{EngineError, MediaCommands, MediaEngine, MediaHandle, SessionJoin, SessionLost};
 pub use pacer::Pacer;
 pub use port::{PortAllocator, PortLease};
 pub use prompt::{EncodedPrompt, Playlist, PromptCache, PromptError};

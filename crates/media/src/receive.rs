@@ -15,8 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, recvmsg, setsockopt,
-    sockopt,
+    ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
 };
 
 /// Room for one `SCM_TIMESTAMPNS` control message (a `timespec`), with headroom, aligned as
@@ -55,11 +54,20 @@ impl ArrivalClock {
 
     fn instant_of(&self, stamp: Duration) -> Instant {
         let at = UNIX_EPOCH + stamp;
-        let age = self.wall.duration_since(at).unwrap_or(Duration::ZERO);
-        // A stamp older than a second is not a delay we would act on: clamp it.
+        // A stamp more than a second away is not a timing we would act on: clamp it.
+        match self.wall.duration_since(at) {
+            Ok(age) => self
+                .now
+                .checked_sub(age.min(Duration::from_secs(1)))
+                .unwrap_or(self.now),
+            // Arrived after the clocks were read (one reading serves a whole walk of sessions).
+            Err(ahead) => self.now + ahead.duration().min(Duration::from_secs(1)),
+        }
+    }
+
+    /// When the clocks were read.
+    pub fn now(&self) -> Instant {
         self.now
-            .checked_sub(age.min(Duration::from_secs(1)))
-            .unwrap_or(self.now)
     }
 }
 
@@ -97,93 +105,6 @@ pub fn try_receive(
         arrived,
     }))
 }
-
-/// Most datagrams one [`BatchReceiver::receive`] reads.
-pub const BATCH: usize = 8;
-
-/// Largest datagram kept whole (RTP of any codec we speak fits easily).
-pub const DATAGRAM_BYTES: usize = 2048;
-
-/// Reads several datagrams of one socket with one `recvmmsg`: the usual 20 ms of one stream
-/// (a packet, sometimes two) costs one system call instead of one per packet plus one more to
-/// learn that nothing else is waiting. Its buffers are meant to be shared by many sessions
-/// (one per media thread), so they cost nothing per call.
-pub struct BatchReceiver {
-    headers: MultiHeaders<SockaddrStorage>,
-    buffers: Box<[[u8; DATAGRAM_BYTES]; BATCH]>,
-    received: [Option<Datagram>; BATCH],
-}
-
-impl std::fmt::Debug for BatchReceiver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BatchReceiver").finish_non_exhaustive()
-    }
-}
-
-impl Default for BatchReceiver {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl BatchReceiver {
-    pub fn new() -> Self {
-        BatchReceiver {
-            headers: MultiHeaders::preallocate(BATCH, Some(Vec::with_capacity(CONTROL_BYTES))),
-            buffers: Box::new([[0; DATAGRAM_BYTES]; BATCH]),
-            received: [None; BATCH],
-        }
-    }
-
-    /// Reads what is waiting (up to [`BATCH`] datagrams) without blocking; returns how many.
-    /// Datagram `i` is then [`BatchReceiver::datagram`]`(i)`.
-    pub fn receive(&mut self, socket: &impl AsRawFd, clock: &ArrivalClock) -> io::Result<usize> {
-        let mut slices: [[IoSliceMut<'_>; 1]; BATCH] = self
-            .buffers
-            .each_mut()
-            .map(|buffer| [IoSliceMut::new(buffer)]);
-        let results = match recvmmsg(
-            socket.as_raw_fd(),
-            &mut self.headers,
-            slices.iter_mut(),
-            MsgFlags::MSG_DONTWAIT,
-            None,
-        ) {
-            Ok(results) => results,
-            Err(Errno::EAGAIN) | Err(Errno::EINTR) => return Ok(0),
-            Err(errno) => return Err(io::Error::from(errno)),
-        };
-        let mut count = 0;
-        for message in results {
-            let arrived = message
-                .cmsgs()
-                .ok()
-                .and_then(|mut messages| messages.find_map(|control| arrival_stamp(&control)))
-                .map_or(clock.now, |stamp| clock.instant_of(stamp));
-            self.received[count] = message
-                .address
-                .as_ref()
-                .and_then(socket_addr)
-                .map(|source| Datagram {
-                    len: message.bytes.min(DATAGRAM_BYTES),
-                    source,
-                    arrived,
-                });
-            count += 1;
-        }
-        Ok(count)
-    }
-
-    /// The `index`th datagram of the last [`BatchReceiver::receive`], with its bytes (`None`
-    /// for one without a usable source address).
-    pub fn datagram(&self, index: usize) -> Option<(Datagram, &[u8])> {
-        let datagram = (*self.received.get(index)?)?;
-        Some((datagram, &self.buffers[index][..datagram.len]))
-    }
-}
-
-/// Room for one `SCM_TIMESTAMPNS` control message (a `timespec`), with headroom.
-const CONTROL_BYTES: usize = 64;
 
 /// The kernel's receive time, when the control message is one (a zero stamp means the kernel
 /// had not started stamping yet: it turns stamping on for the whole stack lazily).

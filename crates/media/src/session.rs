@@ -285,6 +285,11 @@ impl MediaSession {
         self.config.local_ssrc
     }
 
+    /// Packets the far end sends per 20 ms frame by its announced packet time (two at 10 ms).
+    pub fn packets_per_frame(&self) -> usize {
+        20usize.div_ceil(self.config.jitter.expected_packet_ms.clamp(10, 60) as usize)
+    }
+
     pub fn codec(&self) -> Codec {
         self.config.codec
     }

@@ -61,22 +61,18 @@ async fn transcoding_bridge_carries_audio_and_dtmf_and_records_stereo() {
     let pacer = Pacer::spawn();
     let engine = MediaEngine::start(Some(1)).unwrap_or_else(|e| panic!("{e}"));
     // The two phones.
-    let (caller_commands, caller_rx) = mpsc::channel(8);
     let (caller_events, _caller_events_rx) = mpsc::channel(64);
-    let caller_task = engine.attach(
+    let (caller_commands, caller_task) = engine.attach(
         MediaSession::new(config(Codec::Pcmu, 1, l_caller), now),
         phone_caller,
-        caller_rx,
         caller_events,
         None,
     );
-    let (agent_commands, agent_rx) = mpsc::channel(8);
     let (agent_events, _agent_events_rx) = mpsc::channel(64);
     let (agent_audio_tx, mut agent_audio) = mpsc::channel::<TickAudio>(1024);
-    let agent_task = engine.attach(
+    let (agent_commands, agent_task) = engine.attach(
         MediaSession::new(config(Codec::Pcma, 4, l_agent), now),
         phone_agent,
-        agent_rx,
         agent_events,
         Some(agent_audio_tx),
     );

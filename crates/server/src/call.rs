@@ -22,9 +22,9 @@ use santral_ivr::{CallInfo, Event as IvrEvent, FlowStore};
 use santral_media::driver::BridgeLeg;
 use santral_media::sdp::{LocalMedia, accept_answer, answer_offer, create_offer};
 use santral_media::{
-    CallRecorder, Codec, DtmfEvent, MediaCommand, MediaEngine, MediaEvent, MediaSession, Pacer,
-    Playlist, PortAllocator, PromptCache, RecordingLayout, RtpSockets, SessionConfig, SessionEnd,
-    SessionJoin, TickAudio, run_bridge,
+    CallRecorder, Codec, DtmfEvent, MediaCommand, MediaCommands, MediaEngine, MediaEvent,
+    MediaSession, Pacer, Playlist, PortAllocator, PromptCache, RecordingLayout, RtpSockets,
+    SessionConfig, SessionEnd, SessionJoin, TickAudio, run_bridge,
 };
 use santral_sip::client::{CallConfig, CallEvent, OutgoingCall};
 use santral_sip::dialog::Dialog;
@@ -169,7 +169,7 @@ struct AgentLeg {
 
 /// The caller's media while the IVR or the queue has it.
 struct CallerMedia {
-    commands: mpsc::Sender<MediaCommand>,
+    commands: MediaCommands,
     events: mpsc::Receiver<MediaEvent>,
     driver: SessionJoin,
 }
@@ -439,11 +439,8 @@ fn start_caller_media(
     sockets: RtpSockets,
     tap: Option<mpsc::Sender<TickAudio>>,
 ) -> CallerMedia {
-    let (commands, command_rx) = mpsc::channel(64);
     let (event_tx, events) = mpsc::channel(64);
-    let driver = ctx
-        .media
-        .attach(session, sockets, command_rx, event_tx, tap);
+    let (commands, driver) = ctx.media.attach(session, sockets, event_tx, tap);
     CallerMedia {
         commands,
         events,
