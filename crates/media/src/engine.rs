@@ -21,7 +21,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
@@ -57,6 +57,9 @@ const READY_EVENTS: usize = 256;
 
 /// Most sessions one media thread holds (more than a port range can give it).
 const MAX_SESSIONS_PER_THREAD: usize = 32 * 1024;
+
+/// What a saturated real-time media thread leaves to other threads of its core per walk.
+const MIN_IDLE_WHEN_SATURATED: Duration = Duration::from_millis(2);
 
 /// Commands a call can queue for its session before `send` waits.
 const COMMAND_QUEUE: usize = 32;
@@ -188,13 +191,67 @@ struct WorkerStats {
     lag_us: AtomicU32,
     /// Share of the last period spent walking sessions, in thousandths.
     busy_permille: AtomicU32,
+    /// The thread runs with real-time priority.
+    realtime: AtomicBool,
+}
+
+/// Moves the calling media thread to `SCHED_FIFO` at `priority`; false (logged) when the
+/// process may not.
+fn run_realtime(index: usize, priority: u8) -> bool {
+    use thread_priority::{
+        RealtimeThreadSchedulePolicy, ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    let policy = ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo);
+    let result = ThreadPriorityValue::try_from(priority.clamp(1, 99))
+        .map_err(|_| thread_priority::Error::Priority("priority out of range"))
+        .and_then(|value| {
+            set_thread_priority_and_policy(
+                thread_native_id(),
+                ThreadPriority::Crossplatform(value),
+                policy,
+            )
+        });
+    match result {
+        Ok(()) => true,
+        Err(error) => {
+            if index == 0 {
+                tracing::info!(
+                    ?error,
+                    "media threads run at normal priority (real-time scheduling needs root, \
+                     CAP_SYS_NICE or RLIMIT_RTPRIO): other work on their cores can delay packets"
+                );
+            }
+            false
+        }
+    }
+}
+
+/// How the media threads run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Media threads (at least one); `None`: one per core this process may run on.
+    pub threads: Option<usize>,
+    /// `SCHED_FIFO` priority (1–99) for the media threads, where the process may have it
+    /// (root, `CAP_SYS_NICE` or `RLIMIT_RTPRIO`): other work on the core then cannot delay a
+    /// walk, so packets leave on time. `None`, or not permitted: normal scheduling.
+    pub realtime_priority: Option<u8>,
 }
 
 impl MediaEngine {
-    /// Starts `threads` media threads (at least one); `None`: one per core this process may
-    /// run on. The threads end when the engine is dropped and their last session has ended.
+    /// Starts `threads` media threads at normal priority (see [`MediaEngine::with_config`]).
     pub fn start(threads: Option<usize>) -> Result<MediaEngine, EngineError> {
-        let count = threads
+        Self::with_config(EngineConfig {
+            threads,
+            realtime_priority: None,
+        })
+    }
+
+    /// Starts the media threads. They end when the engine is dropped and their last session
+    /// has ended.
+    pub fn with_config(config: EngineConfig) -> Result<MediaEngine, EngineError> {
+        let count = config
+            .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1);
         let start = Instant::now();
@@ -210,7 +267,12 @@ impl MediaEngine {
             std::thread::Builder::new()
                 .name(format!("santral-media-{index}"))
                 .spawn(move || {
+                    let realtime = config
+                        .realtime_priority
+                        .is_some_and(|priority| run_realtime(index, priority));
+                    worker_stats.realtime.store(realtime, Ordering::Relaxed);
                     let worker = Worker {
+                        realtime,
                         arrivals,
                         stats: worker_stats,
                         places: worker_places,
@@ -256,6 +318,13 @@ impl MediaEngine {
             .max()
             .unwrap_or(0);
         Duration::from_micros(u64::from(worst))
+    }
+
+    /// True when every media thread runs with real-time priority.
+    pub fn realtime(&self) -> bool {
+        self.workers
+            .iter()
+            .all(|worker| worker.stats.realtime.load(Ordering::Relaxed))
     }
 
     /// The busiest media thread's share of the last 20 ms spent on media work (0.0 – 1.0+).
@@ -602,6 +671,8 @@ impl Slot {
 
 /// A media thread and the sessions it walks.
 struct Worker {
+    /// Runs at real-time priority: must leave the core to others now and then.
+    realtime: bool,
     arrivals: std_mpsc::Receiver<Box<Slot>>,
     stats: Arc<WorkerStats>,
     places: Arc<Places>,
@@ -627,6 +698,10 @@ impl Worker {
             let now = Instant::now();
             if deadline > now {
                 std::thread::sleep(deadline - now);
+            } else if self.realtime {
+                // Saturated: a real-time thread that never sleeps would starve the SIP side
+                // on this core, which must go on refusing new calls.
+                std::thread::sleep(MIN_IDLE_WHEN_SATURATED);
             }
             let woke = Instant::now();
             let Some(tick) = schedule.on_wake(woke) else {

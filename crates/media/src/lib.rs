@@ -132,7 +132,9 @@ mod wideband;
 
 pub use codec::{Codec, FRAME_SAMPLES, Frame};
 pub use driver::{MediaCommand, RtpSockets, SessionEnd, TickAudio, run_bridge, run_relay};
-pub use engine::{EngineError, MediaCommands, MediaEngine, MediaHandle, SessionJoin, SessionLost};
+pub use engine::{
+    EngineConfig, EngineError, MediaCommands, MediaEngine, MediaHandle, SessionJoin, SessionLost,
+};
 pub use pacer::Pacer;
 pub use port::{PortAllocator, PortLease};
 pub use prompt::{EncodedPrompt, Playlist, PromptCache, PromptError};

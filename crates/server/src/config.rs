@@ -316,6 +316,11 @@ pub struct MediaConfig {
     /// this process may run on (its CPU affinity).
     #[serde(default = "default_media_threads")]
     pub threads: u16,
+    /// Real-time (`SCHED_FIFO`) priority of the media threads, 1–99, where santral may have it
+    /// (root, CAP_SYS_NICE or LimitRTPRIO): other work on a core cannot then delay packets.
+    /// 0: normal scheduling.
+    #[serde(default = "default_media_realtime_priority")]
+    pub realtime_priority: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -475,6 +480,7 @@ field_defaults_from_embedded! {
     fn default_media_rtp_ports() -> PortRange = "/media/rtp_ports";
     fn default_media_music_on_hold() -> Option<PathBuf> = "/media/music_on_hold";
     fn default_media_threads() -> u16 = "/media/threads";
+    fn default_media_realtime_priority() -> u8 = "/media/realtime_priority";
     fn default_storage() -> StorageConfig = "/storage";
     fn default_flows() -> FlowsConfig = "/flows";
     fn default_prompts() -> PromptsConfig = "/prompts";
@@ -680,6 +686,15 @@ impl Config {
             problems.push(Problem::new(
                 Place::Sip,
                 "sip.timers: t1 must be above zero and t2 at least t1",
+            ));
+        }
+        if self.media.realtime_priority > 99 {
+            problems.push(Problem::new(
+                Place::Media,
+                format!(
+                    "media.realtime_priority {} is out of range: give 1-99, or 0 for normal scheduling",
+                    self.media.realtime_priority
+                ),
             ));
         }
         let ports = self.media.rtp_ports;
@@ -1088,6 +1103,29 @@ queues:
             lines[1].starts_with("dup.yaml:8:") && lines[1].contains("outside 1–10"),
             "{lines:?}"
         );
+    }
+
+    #[test]
+    fn media_threads_and_their_priority_are_checked() {
+        let yaml = "\
+media:
+  threads: 2
+  realtime_priority: 120
+";
+        let err = Config::parse(yaml, "rt.yaml").unwrap_err();
+        let lines: Vec<String> = err.0.iter().map(|e| e.to_string()).collect();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with("rt.yaml:") && lines[0].contains("media.realtime_priority 120"),
+            "{lines:?}"
+        );
+        let config = Config::parse("media: { threads: 2, realtime_priority: 0 }\n", "ok.yaml")
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            (config.media.threads, config.media.realtime_priority),
+            (2, 0)
+        );
+        assert_eq!(Config::embedded().media.realtime_priority, 10);
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use santral_ivr::customers::CustomerDirectory;
 use santral_ivr::{FlowStore, ValidationContext};
-use santral_media::{Codec, EngineError, MediaEngine, Pacer, PortAllocator, PromptCache};
+use santral_media::{
+    Codec, EngineConfig, EngineError, MediaEngine, Pacer, PortAllocator, PromptCache,
+};
 use santral_sip::digest::Algorithm;
 use santral_sip::driver::{self, Listen};
 use santral_sip::registrar::{self, Outcome, Registrar, RegistrarConfig};
@@ -174,9 +176,11 @@ pub async fn run(
         music_on_hold,
         ports: PortAllocator::new(config.media.rtp_ports.first..=config.media.rtp_ports.last)?,
         pacer: Pacer::spawn(),
-        media: MediaEngine::start(
-            (config.media.threads > 0).then_some(usize::from(config.media.threads)),
-        )?,
+        media: MediaEngine::with_config(EngineConfig {
+            threads: (config.media.threads > 0).then_some(usize::from(config.media.threads)),
+            realtime_priority: (config.media.realtime_priority > 0)
+                .then_some(config.media.realtime_priority),
+        })?,
         media_ip: config.media.address,
         store: store.clone(),
         customers: Arc::new(Mutex::new(customers)),
