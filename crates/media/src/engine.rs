@@ -35,6 +35,7 @@ use tracing::{Span, debug, error, warn};
 use crate::driver::{MediaCommand, RtpSockets, SessionEnd, TickAudio, apply_command};
 use crate::pacer::{FRAME_PERIOD, LagMeter, PacingSchedule};
 use crate::port::PortLease;
+use crate::prefetch::prefetch;
 use crate::quality::QualitySummary;
 use crate::receive::{self, ArrivalClock};
 use crate::session::{MediaEvent, MediaSession};
@@ -389,6 +390,10 @@ impl MediaEngine {
                 debug!(%error, "no kernel arrival times: packets are timed when read");
             }
         }
+        let mut session = session;
+        // Decoding what the caller says is work only a listener needs (the IVR hears digits
+        // as RFC 4733 events; in-band detection decodes anyway).
+        session.set_listening(audio_tap.is_some());
         let slot = Box::new(Slot {
             session,
             rtp,
@@ -653,12 +658,14 @@ impl Slot {
             return;
         };
         let Slot {
-            session,
+            mut session,
             rtp,
             rtcp,
             lease,
             ..
         } = *self;
+        // Whoever takes it on (a bridge, a recording) hears what it receives.
+        session.set_listening(true);
         let _ = ended.send(Box::new(Detached {
             session,
             rtp,
@@ -717,6 +724,14 @@ impl Worker {
             self.places.answer(self.slots.len(), &mut self.rung);
             let clock = ArrivalClock::read();
             for index in 0..self.slots.len() {
+                // Two sessions ahead, its state; one ahead (its state now cached), the heap
+                // memory its tick will touch. The current one's system calls hide the wait.
+                if let Some(Some(ahead)) = self.slots.get(index + 2) {
+                    prefetch(&**ahead);
+                }
+                if let Some(Some(next)) = self.slots.get(index + 1) {
+                    next.session.prefetch();
+                }
                 let Some(slot) = self.slots[index].as_mut() else {
                     continue;
                 };

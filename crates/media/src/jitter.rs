@@ -615,6 +615,15 @@ impl JitterBuffer {
     }
 
     /// Takes the frame for this 20 ms tick.
+    /// Prefetches the chunks the next packet and the next play-out will touch.
+    pub(crate) fn prefetch(&self) {
+        for start in [self.end, self.next_play].into_iter().flatten() {
+            for index in start..start + 2 {
+                crate::prefetch::prefetch(&self.chunks[(index % CHUNKS as u64) as usize]);
+            }
+        }
+    }
+
     pub fn pop(&mut self, _now: Instant) -> Playout<'_> {
         let Some(end) = self.end else {
             return Playout::Buffering;

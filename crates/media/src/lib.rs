@@ -118,6 +118,7 @@ pub mod jitter;
 pub mod mixer;
 pub mod pacer;
 pub mod port;
+mod prefetch;
 pub mod prompt;
 pub mod quality;
 pub mod receive;

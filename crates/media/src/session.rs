@@ -227,6 +227,8 @@ pub struct MediaSession {
     timed_out: bool,
     rfc4733_seen: bool,
     talkspurt_start: bool,
+    /// Someone hears the received audio (see [`MediaSession::set_listening`]).
+    listening: bool,
 }
 
 impl MediaSession {
@@ -277,12 +279,27 @@ impl MediaSession {
             timed_out: false,
             rfc4733_seen: false,
             talkspurt_start: true,
+            listening: true,
             config,
         }
     }
 
     pub fn local_ssrc(&self) -> u32 {
         self.config.local_ssrc
+    }
+
+    /// Whether anyone hears the received audio (a recording, a bridge, a phone's speaker).
+    /// When nobody does, as for a caller in the IVR or the queue, received frames are not
+    /// decoded or concealed: the jitter buffer, RFC 4733 digits, RTCP and the media timeout
+    /// work as before, and [`MediaSession::received_frame`] stays silent. In-band DTMF
+    /// detection listens regardless. On by default.
+    pub fn set_listening(&mut self, listening: bool) {
+        self.listening = listening;
+    }
+
+    /// Prefetches the heap memory the next tick will touch (see the media engine's walk).
+    pub(crate) fn prefetch(&self) {
+        self.jitter.prefetch();
     }
 
     /// Packets the far end sends per 20 ms frame by its announced packet time (two at 10 ms).
@@ -650,6 +667,17 @@ impl MediaSession {
             self.push_event(MediaEvent::MediaTimeout);
         }
         self.received_is_audio = true;
+        if !self.listening && !self.config.inband_dtmf {
+            // Play-out still advances (loss, lateness and depth are measured), but the audio
+            // is not decoded for nobody.
+            if matches!(self.jitter.pop(now), Playout::Buffering) {
+                self.received_is_audio = false;
+            }
+            if self.received != [0; FRAME_SAMPLES] {
+                self.received = [0; FRAME_SAMPLES];
+            }
+            return;
+        }
         match self.jitter.pop(now) {
             Playout::Frame {
                 payload,
