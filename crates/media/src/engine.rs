@@ -190,8 +190,8 @@ impl Drop for MediaCommands {
 struct WorkerStats {
     sessions: AtomicUsize,
     lag_us: AtomicU32,
-    /// Share of the last period spent walking sessions, in thousandths.
-    busy_permille: AtomicU32,
+    /// Share of each period spent walking sessions, in thousandths, smoothed.
+    load_permille: AtomicU32,
     /// The thread runs with real-time priority.
     realtime: AtomicBool,
 }
@@ -328,12 +328,13 @@ impl MediaEngine {
             .all(|worker| worker.stats.realtime.load(Ordering::Relaxed))
     }
 
-    /// The busiest media thread's share of the last 20 ms spent on media work (0.0 – 1.0+).
-    pub fn busy(&self) -> f64 {
+    /// The busiest media thread's share of each 20 ms spent on media work, smoothed over
+    /// about eight periods (0.0 – 1.0; above 1.0 its walks no longer fit the period).
+    pub fn load(&self) -> f64 {
         let worst = self
             .workers
             .iter()
-            .map(|worker| worker.stats.busy_permille.load(Ordering::Relaxed))
+            .map(|worker| worker.stats.load_permille.load(Ordering::Relaxed))
             .max()
             .unwrap_or(0);
         f64::from(worst) / 1000.0
@@ -698,6 +699,7 @@ impl Worker {
     fn run(mut self, start: Instant) {
         let mut schedule = PacingSchedule::new(start, FRAME_PERIOD);
         let mut meter = LagMeter::default();
+        let mut load_permille = 0u32;
         let mut closing = false;
         // Bounded: ends once the engine is gone and the last session has left.
         while !(closing && self.live == 0) {
@@ -754,9 +756,10 @@ impl Worker {
                 }
             }
             let busy = woke.elapsed().as_micros() * 1000 / FRAME_PERIOD.as_micros();
+            load_permille = (load_permille * 7 + busy.min(100_000) as u32) / 8;
             self.stats
-                .busy_permille
-                .store(busy.min(u128::from(u32::MAX)) as u32, Ordering::Relaxed);
+                .load_permille
+                .store(load_permille, Ordering::Relaxed);
         }
     }
 

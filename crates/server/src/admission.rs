@@ -1,12 +1,13 @@
 //! Overload control: whether a new call is taken or refused with 503 + Retry-After before any
 //! media is spent on it. Sans-IO: the node passes the time, the calls in progress and the
-//! media clock's lag; this decides.
+//! media threads' health; this decides.
 //!
-//! Three limits, each optional: calls in progress, new calls per second (a token bucket with a
-//! one-second burst), and saturation — the shared 20 ms media clock waking late means the node
-//! has no CPU to spare, and one more call would degrade every call's audio. Refusing early keeps
-//! goodput at capacity when offered more: a call refused costs one response, a call taken and
-//! then starved costs retransmissions, media and a caller who hears nothing.
+//! Four limits, each optional: calls in progress, new calls per second (a token bucket with a
+//! one-second burst), and saturation, seen two ways: the busiest media thread spends most of
+//! each 20 ms on media work (one more call and its walk would not fit the period), or it already
+//! wakes late. Refusing early keeps goodput at capacity when offered more: a call refused costs
+//! one response, a call taken and then starved costs retransmissions, media and a caller who
+//! hears nothing.
 
 use std::time::{Duration, Instant};
 
@@ -19,8 +20,18 @@ pub enum Refusal {
     TooManyCalls,
     /// More than `overload.max_call_rate` new calls per second.
     CallRate,
-    /// The media clock runs later than `overload.max_media_lag`.
+    /// The media threads run later than `overload.max_media_lag`, or busier than
+    /// `overload.max_media_load`.
     Saturated,
+}
+
+/// How the media threads are doing (see `santral_media::MediaEngine`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MediaHealth {
+    /// How late the busiest media thread wakes, smoothed.
+    pub lag: Duration,
+    /// The busiest media thread's share of each 20 ms spent on media work, smoothed.
+    pub load: f64,
 }
 
 impl Refusal {
@@ -67,13 +78,16 @@ impl Admission {
         &mut self,
         now: Instant,
         calls_in_progress: usize,
-        media_lag: Duration,
+        media: MediaHealth,
     ) -> Result<(), Refusal> {
         let max_calls = self.config.max_calls as usize;
         if max_calls > 0 && calls_in_progress >= max_calls {
             return Err(Refusal::TooManyCalls);
         }
-        if !self.config.max_media_lag.is_zero() && media_lag > self.config.max_media_lag {
+        if !self.config.max_media_lag.is_zero() && media.lag > self.config.max_media_lag {
+            return Err(Refusal::Saturated);
+        }
+        if self.config.max_media_load > 0.0 && media.load > self.config.max_media_load {
             return Err(Refusal::Saturated);
         }
         let rate = f64::from(self.config.max_call_rate);
@@ -103,7 +117,20 @@ mod tests {
             max_calls,
             max_call_rate,
             max_media_lag: Duration::from_millis(max_media_lag_ms),
+            max_media_load: 0.0,
             retry_after: Duration::from_secs(5),
+        }
+    }
+
+    const IDLE: MediaHealth = MediaHealth {
+        lag: Duration::ZERO,
+        load: 0.0,
+    };
+
+    fn lagging(ms: u64) -> MediaHealth {
+        MediaHealth {
+            lag: Duration::from_millis(ms),
+            load: 0.0,
         }
     }
 
@@ -112,7 +139,17 @@ mod tests {
         let mut admission = Admission::new(config(0, 0, 0));
         let now = Instant::now();
         for calls in 0..10_000 {
-            assert_eq!(admission.admit(now, calls, Duration::from_secs(1)), Ok(()));
+            assert_eq!(
+                admission.admit(
+                    now,
+                    calls,
+                    MediaHealth {
+                        lag: Duration::from_secs(1),
+                        load: 1.0
+                    }
+                ),
+                Ok(())
+            );
         }
     }
 
@@ -120,11 +157,8 @@ mod tests {
     fn calls_in_progress_are_capped() {
         let mut admission = Admission::new(config(3, 0, 0));
         let now = Instant::now();
-        assert_eq!(admission.admit(now, 2, Duration::ZERO), Ok(()));
-        assert_eq!(
-            admission.admit(now, 3, Duration::ZERO),
-            Err(Refusal::TooManyCalls)
-        );
+        assert_eq!(admission.admit(now, 2, IDLE), Ok(()));
+        assert_eq!(admission.admit(now, 3, IDLE), Err(Refusal::TooManyCalls));
     }
 
     #[test]
@@ -132,20 +166,20 @@ mod tests {
         let mut admission = Admission::new(config(0, 10, 0));
         let start = Instant::now();
         let taken = (0..50)
-            .filter(|_| admission.admit(start, 0, Duration::ZERO).is_ok())
+            .filter(|_| admission.admit(start, 0, IDLE).is_ok())
             .count();
         assert_eq!(taken, 10, "a burst of one second's worth");
         // Over the next 2 s, offered 100 calls/s: 20 more are taken, 10 per second.
         let mut taken = 0;
         for n in 1..=200u64 {
             let now = start + Duration::from_millis(10 * n);
-            if admission.admit(now, 0, Duration::ZERO).is_ok() {
+            if admission.admit(now, 0, IDLE).is_ok() {
                 taken += 1;
             }
         }
         assert_eq!(taken, 20);
         assert_eq!(
-            admission.admit(start + Duration::from_millis(2000), 0, Duration::ZERO),
+            admission.admit(start + Duration::from_millis(2000), 0, IDLE),
             Err(Refusal::CallRate)
         );
     }
@@ -154,12 +188,31 @@ mod tests {
     fn a_late_media_clock_refuses_until_it_recovers() {
         let mut admission = Admission::new(config(0, 0, 5));
         let now = Instant::now();
-        assert_eq!(admission.admit(now, 100, Duration::from_millis(1)), Ok(()));
+        assert_eq!(admission.admit(now, 100, lagging(1)), Ok(()));
         assert_eq!(
-            admission.admit(now, 100, Duration::from_millis(8)),
+            admission.admit(now, 100, lagging(8)),
             Err(Refusal::Saturated)
         );
-        assert_eq!(admission.admit(now, 100, Duration::from_millis(2)), Ok(()));
+        assert_eq!(admission.admit(now, 100, lagging(2)), Ok(()));
+    }
+
+    #[test]
+    fn a_busy_media_thread_refuses_before_it_runs_late() {
+        let mut admission = Admission::new(OverloadConfig {
+            max_media_load: 0.85,
+            ..config(0, 0, 20)
+        });
+        let now = Instant::now();
+        let load = |load| MediaHealth {
+            lag: Duration::from_micros(50),
+            load,
+        };
+        assert_eq!(admission.admit(now, 900, load(0.80)), Ok(()));
+        assert_eq!(
+            admission.admit(now, 950, load(0.90)),
+            Err(Refusal::Saturated)
+        );
+        assert_eq!(admission.admit(now, 940, load(0.84)), Ok(()));
     }
 
     #[test]
@@ -167,13 +220,10 @@ mod tests {
         let mut admission = Admission::new(config(1, 5, 0));
         let now = Instant::now();
         for _ in 0..20 {
-            assert_eq!(
-                admission.admit(now, 1, Duration::ZERO),
-                Err(Refusal::TooManyCalls)
-            );
+            assert_eq!(admission.admit(now, 1, IDLE), Err(Refusal::TooManyCalls));
         }
         let taken = (0..20)
-            .filter(|_| admission.admit(now, 0, Duration::ZERO).is_ok())
+            .filter(|_| admission.admit(now, 0, IDLE).is_ok())
             .count();
         assert_eq!(taken, 5);
     }

@@ -139,11 +139,16 @@ pub struct OverloadConfig {
     /// New calls per second at most (a burst of one second's worth is allowed).
     #[serde(default = "default_overload_max_call_rate")]
     pub max_call_rate: u32,
-    /// The node is saturated when its shared 20 ms media clock wakes later than this on
+    /// The node is saturated when its busiest media thread wakes later than this on
     /// average; new calls are refused until it recovers. `0s` turns it off.
     #[serde(default = "default_overload_max_media_lag", with = "duration_text")]
     #[schemars(with = "String")]
     pub max_media_lag: Duration,
+    /// The node is saturated when its busiest media thread spends more than this share of
+    /// each 20 ms period on media work (smoothed over about 160 ms): one more call's media
+    /// might not fit. 0 turns it off.
+    #[serde(default = "default_overload_max_media_load")]
+    pub max_media_load: f64,
     /// The Retry-After given with the 503.
     #[serde(default = "default_overload_retry_after", with = "duration_text")]
     #[schemars(with = "String")]
@@ -491,6 +496,7 @@ field_defaults_from_embedded! {
     fn default_overload() -> OverloadConfig = "/overload";
     fn default_overload_max_calls() -> u32 = "/overload/max_calls";
     fn default_overload_max_call_rate() -> u32 = "/overload/max_call_rate";
+    fn default_overload_max_media_load() -> f64 = "/overload/max_media_load";
     fn default_recording() -> RecordingConfig = "/recording";
     fn default_recording_default() -> RecordingPolicy = "/recording/default";
     fn default_sip_listen() -> Vec<ListenAddr> = "/sip/listen";
@@ -688,6 +694,15 @@ impl Config {
                 "sip.timers: t1 must be above zero and t2 at least t1",
             ));
         }
+        let load = self.overload.max_media_load;
+        if !(0.0..=1.0).contains(&load) {
+            problems.push(Problem::new(
+                Place::Overload,
+                format!(
+                    "overload.max_media_load {load} is out of range: give a share of the period, 0 to 1 (0 turns it off)"
+                ),
+            ));
+        }
         if self.media.realtime_priority > 99 {
             problems.push(Problem::new(
                 Place::Media,
@@ -860,6 +875,7 @@ fn first_line(text: &str) -> String {
 enum Place {
     Sip,
     Media,
+    Overload,
     Prompts,
     Account(usize),
     Queue(usize),
@@ -886,6 +902,7 @@ impl Problem {
 struct Places {
     sip: Option<(u64, u64)>,
     media: Option<(u64, u64)>,
+    overload: Option<(u64, u64)>,
     prompts: Option<(u64, u64)>,
     accounts: Vec<(u64, u64)>,
     queues: Vec<(u64, u64)>,
@@ -899,6 +916,7 @@ type At = serde_saphyr::Spanned<serde::de::IgnoredAny>;
 struct PlacesDoc {
     sip: Option<At>,
     media: Option<At>,
+    overload: Option<At>,
     prompts: Option<At>,
     agents: Option<PlacesAgents>,
     queues: Vec<PlacesNamed>,
@@ -949,6 +967,7 @@ impl Places {
         Places {
             sip: at(&doc.sip),
             media: at(&doc.media),
+            overload: at(&doc.overload),
             prompts: at(&doc.prompts),
             accounts: doc
                 .agents
@@ -964,6 +983,7 @@ impl Places {
         match place {
             Place::Sip => self.sip,
             Place::Media => self.media,
+            Place::Overload => self.overload,
             Place::Prompts => self.prompts,
             Place::Account(i) => self.accounts.get(*i).copied(),
             Place::Queue(i) => self.queues.get(*i).copied(),
@@ -1106,7 +1126,7 @@ queues:
     }
 
     #[test]
-    fn media_threads_and_their_priority_are_checked() {
+    fn media_threads_priority_and_load_limit_are_checked() {
         let yaml = "\
 media:
   threads: 2
@@ -1118,6 +1138,12 @@ media:
         assert!(
             lines[0].starts_with("rt.yaml:") && lines[0].contains("media.realtime_priority 120"),
             "{lines:?}"
+        );
+        let err = Config::parse("\n\noverload:\n  max_media_load: 1.5\n", "load.yaml").unwrap_err();
+        let line = err.0[0].to_string();
+        assert!(
+            line.starts_with("load.yaml:4:") && line.contains("overload.max_media_load 1.5"),
+            "{line}"
         );
         let config = Config::parse("media: { threads: 2, realtime_priority: 0 }\n", "ok.yaml")
             .unwrap_or_else(|e| panic!("{e:?}"));

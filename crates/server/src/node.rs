@@ -21,7 +21,7 @@ use santral_sip::{
 };
 use tokio::sync::mpsc;
 
-use crate::admission::Admission;
+use crate::admission::{Admission, MediaHealth};
 use crate::agents::{self, AgentsInput};
 use crate::call::{self, CallContext, CallInput, LocateRequest, Routes};
 use crate::config::{Config, DigestAlgorithm, Transport};
@@ -287,6 +287,7 @@ pub async fn run(
             _ = housekeeping.tick() => {
                 let now = Instant::now();
                 metrics::gauge!("santral_media_lag_seconds").set(dispatcher.ctx.media.lag().as_secs_f64());
+                metrics::gauge!("santral_media_load").set(dispatcher.ctx.media.load());
                 metrics::gauge!("santral_calls_in_progress").set(dispatcher.calls_in_progress() as f64);
                 registrar.handle_timeout(now);
                 sync_registrations(&registrar, now, &mut registered, &agents_tx).await;
@@ -515,14 +516,21 @@ impl Dispatcher {
                     self.respond(id, busy).await;
                     return;
                 }
-                let lag = self.ctx.media.lag();
+                let media = MediaHealth {
+                    lag: self.ctx.media.lag(),
+                    load: self.ctx.media.load(),
+                };
                 if let Err(refusal) =
                     self.admission
-                        .admit(Instant::now(), self.calls_in_progress(), lag)
+                        .admit(Instant::now(), self.calls_in_progress(), media)
                 {
                     // Per-call logs at debug only: under overload, logging is load too.
                     span.in_scope(|| {
-                        tracing::debug!(reason = refusal.as_str(), ?lag, "INVITE refused: overload")
+                        tracing::debug!(
+                            reason = refusal.as_str(),
+                            ?media,
+                            "INVITE refused: overload"
+                        )
                     });
                     metrics::counter!("santral_calls_refused_total", "reason" => refusal.as_str())
                         .increment(1);
