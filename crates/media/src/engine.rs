@@ -89,6 +89,8 @@ pub enum SessionLost {
 #[derive(Debug)]
 pub struct MediaEngine {
     workers: Vec<WorkerLink>,
+    /// Where the media threads' 20 ms grid starts.
+    epoch: Instant,
 }
 
 #[derive(Debug)]
@@ -196,6 +198,13 @@ struct WorkerStats {
     realtime: AtomicBool,
 }
 
+/// CPU time the calling thread has used.
+fn thread_cpu_time() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
+}
+
 /// Moves the calling media thread to `SCHED_FIFO` at `priority`; false (logged) when the
 /// process may not.
 fn run_realtime(index: usize, priority: u8) -> bool {
@@ -293,7 +302,15 @@ impl MediaEngine {
                 places,
             });
         }
-        Ok(MediaEngine { workers })
+        Ok(MediaEngine {
+            workers,
+            epoch: start,
+        })
+    }
+
+    /// Where the media threads' 20 ms grid starts (their walks begin at `epoch + n × 20 ms`).
+    pub fn epoch(&self) -> Instant {
+        self.epoch
     }
 
     /// Number of media threads.
@@ -721,6 +738,7 @@ impl Worker {
                 lag.as_micros().min(u128::from(u32::MAX)) as u32,
                 Ordering::Relaxed,
             );
+            let cpu_before = thread_cpu_time();
             closing |= self.take_arrivals();
             self.note_rtcp_arrivals();
             self.places.answer(self.slots.len(), &mut self.rung);
@@ -755,7 +773,10 @@ impl Worker {
                     }
                 }
             }
-            let busy = woke.elapsed().as_micros() * 1000 / FRAME_PERIOD.as_micros();
+            // The thread's own CPU time, not the wall clock: time it spent preempted by other
+            // work on its core is not media load.
+            let cpu = thread_cpu_time();
+            let busy = cpu.saturating_sub(cpu_before).as_micros() * 1000 / FRAME_PERIOD.as_micros();
             load_permille = (load_permille * 7 + busy.min(100_000) as u32) / 8;
             self.stats
                 .load_permille

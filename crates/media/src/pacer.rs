@@ -3,6 +3,8 @@
 //! The media engine's threads sleep to its deadlines; [`Pacer`] publishes the same grid's tick
 //! numbers to tokio tasks (bridges). There is no timer per call or per packet.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Frame period.
@@ -72,30 +74,57 @@ impl LagMeter {
 
 /// The shared tick for drivers in tokio tasks (bridges, mixers): one task per process ticks and
 /// publishes the tick number. Single sessions are paced by the media engine's threads, on the
-/// same grid.
+/// same grid. How late this task wakes is the event loop's own saturation signal (SIP, IVR and
+/// bridges run there), apart from the media threads'.
 #[derive(Debug, Clone)]
 pub struct Pacer {
     ticks: tokio::sync::watch::Receiver<u64>,
+    lag_us: Arc<AtomicU32>,
 }
 
 impl Pacer {
     /// Spawns the pacing task on the current tokio runtime. It ends when every `Pacer` clone
     /// and every subscriber is dropped.
     pub fn spawn() -> Pacer {
+        Self::spawn_from(Instant::now())
+    }
+
+    /// [`Pacer::spawn`] on a grid half a period after `media_epoch` (the media engine's): its
+    /// ticks fall between the media threads' walks, so that its lateness measures the event
+    /// loop and not a walk in progress on the same core.
+    pub fn spawn_between_walks(media_epoch: Instant) -> Pacer {
+        Self::spawn_from(media_epoch + FRAME_PERIOD / 2)
+    }
+
+    fn spawn_from(start: Instant) -> Pacer {
         let (sender, ticks) = tokio::sync::watch::channel(0u64);
+        let lag_us = Arc::new(AtomicU32::new(0));
+        let published = lag_us.clone();
         tokio::spawn(async move {
-            let mut schedule = PacingSchedule::new(Instant::now(), FRAME_PERIOD);
+            let mut schedule = PacingSchedule::new(start, FRAME_PERIOD);
+            let mut meter = LagMeter::default();
             loop {
                 let deadline = schedule.next_deadline();
                 tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
-                if let Some(tick) = schedule.on_wake(Instant::now())
+                let now = Instant::now();
+                let lag = meter.record(now.saturating_duration_since(deadline));
+                published.store(
+                    lag.as_micros().min(u128::from(u32::MAX)) as u32,
+                    Ordering::Relaxed,
+                );
+                if let Some(tick) = schedule.on_wake(now)
                     && sender.send(tick).is_err()
                 {
                     break;
                 }
             }
         });
-        Pacer { ticks }
+        Pacer { ticks, lag_us }
+    }
+
+    /// How late the event loop has been running its timers lately (see [`LagMeter`]).
+    pub fn lag(&self) -> Duration {
+        Duration::from_micros(u64::from(self.lag_us.load(Ordering::Relaxed)))
     }
 
     /// A receiver that wakes on every tick (`changed().await`).

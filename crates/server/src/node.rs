@@ -165,6 +165,11 @@ pub async fn run(
     let music_on_hold = preload_prompts(&config, &prompts).await?;
     let (locate_tx, mut locate_rx) = mpsc::channel::<LocateRequest>(256);
     let routes: Routes = Arc::new(Mutex::new(HashMap::new()));
+    let media = MediaEngine::with_config(EngineConfig {
+        threads: (config.media.threads > 0).then_some(usize::from(config.media.threads)),
+        realtime_priority: (config.media.realtime_priority > 0)
+            .then_some(config.media.realtime_priority),
+    })?;
     let ctx = Arc::new(CallContext {
         sip: sip.clone(),
         routes: routes.clone(),
@@ -175,12 +180,8 @@ pub async fn run(
         prompts_dir: config.prompts.dir.clone(),
         music_on_hold,
         ports: PortAllocator::new(config.media.rtp_ports.first..=config.media.rtp_ports.last)?,
-        pacer: Pacer::spawn(),
-        media: MediaEngine::with_config(EngineConfig {
-            threads: (config.media.threads > 0).then_some(usize::from(config.media.threads)),
-            realtime_priority: (config.media.realtime_priority > 0)
-                .then_some(config.media.realtime_priority),
-        })?,
+        pacer: Pacer::spawn_between_walks(media.epoch()),
+        media,
         media_ip: config.media.address,
         store: store.clone(),
         customers: Arc::new(Mutex::new(customers)),
@@ -287,6 +288,7 @@ pub async fn run(
             _ = housekeeping.tick() => {
                 let now = Instant::now();
                 metrics::gauge!("santral_media_lag_seconds").set(dispatcher.ctx.media.lag().as_secs_f64());
+                metrics::gauge!("santral_event_loop_lag_seconds").set(dispatcher.ctx.pacer.lag().as_secs_f64());
                 metrics::gauge!("santral_media_load").set(dispatcher.ctx.media.load());
                 metrics::gauge!("santral_calls_in_progress").set(dispatcher.calls_in_progress() as f64);
                 registrar.handle_timeout(now);
@@ -516,8 +518,10 @@ impl Dispatcher {
                     self.respond(id, busy).await;
                     return;
                 }
+                // Late media threads, or a late event loop (SIP itself starved): either way
+                // no room for another call.
                 let media = MediaHealth {
-                    lag: self.ctx.media.lag(),
+                    lag: self.ctx.media.lag().max(self.ctx.pacer.lag()),
                     load: self.ctx.media.load(),
                 };
                 if let Err(refusal) =

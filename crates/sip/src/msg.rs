@@ -1179,9 +1179,36 @@ fn validate_request_uri(uri: &str) -> Result<(), ParseError> {
         if host_part.contains('?') {
             return Err(ParseError::RequestUri("URI headers in Request-URI".into()));
         }
-        rsip::Uri::try_from(uri).map_err(|e| ParseError::RequestUri(e.to_string()))?;
+        // rsip 0.4 does not take an IPv6 reference as a host (`sip:1000@[::1]:5060`): check
+        // the literal here and the rest of the URI through rsip with a name in its place.
+        let reference =
+            ipv6_reference(host_part).map_err(|()| ParseError::RequestUri(truncate(uri)))?;
+        let checked = match reference {
+            Some(literal) => {
+                literal
+                    .parse::<std::net::Ipv6Addr>()
+                    .map_err(|_| ParseError::RequestUri(truncate(uri)))?;
+                uri.replacen(&format!("[{literal}]"), "ipv6.invalid", 1)
+            }
+            None => uri.to_string(),
+        };
+        rsip::Uri::try_from(checked.as_str()).map_err(|e| ParseError::RequestUri(e.to_string()))?;
     }
     Ok(())
+}
+
+/// The address inside `[...]` when a URI's host part starts with an IPv6 reference (then only
+/// a port or parameters may follow it).
+fn ipv6_reference(host_part: &str) -> Result<Option<&str>, ()> {
+    let Some(rest) = host_part.strip_prefix('[') else {
+        return Ok(None);
+    };
+    let (literal, after) = rest.split_once(']').ok_or(())?;
+    if after.is_empty() || after.starts_with([':', ';']) {
+        Ok(Some(literal))
+    } else {
+        Err(())
+    }
 }
 
 impl fmt::Display for Message {
@@ -1221,6 +1248,30 @@ Content-Length: 4\r\n\r\nv=0\n";
         assert_eq!(m.max_forwards().unwrap(), Some(70));
         assert_eq!(&m.body[..], b"v=0\n");
         assert_eq!(m.from().unwrap().display.as_deref(), Some("Alice"));
+    }
+
+    #[test]
+    fn ipv6_request_uris_are_taken_and_bad_literals_refused() {
+        for uri in [
+            "sip:1000@[::1]:5060",
+            "sip:1000@[::1]",
+            "sip:[2001:db8::10];transport=udp",
+        ] {
+            let text = INVITE.replacen("sip:2001@127.0.0.1 SIP", &format!("{uri} SIP"), 1);
+            let m = Message::parse(text.as_bytes()).unwrap_or_else(|e| panic!("{uri}: {e}"));
+            assert_eq!(m.request_uri(), Some(uri));
+        }
+        assert_eq!(uri_user("sip:1000@[::1]:5060"), Some("1000"));
+        for bad in ["sip:1000@[::1", "sip:1000@[zz::1]:5060", "sip:1000@[::1]x"] {
+            let text = INVITE.replacen("sip:2001@127.0.0.1 SIP", &format!("{bad} SIP"), 1);
+            assert!(
+                matches!(
+                    Message::parse(text.as_bytes()),
+                    Err(ParseError::RequestUri(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
