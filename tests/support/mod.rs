@@ -83,7 +83,7 @@ impl Santral {
         let overload = if extra.contains("overload:") {
             ""
         } else {
-            "overload:\n  max_media_lag: 0s\n  max_media_load: 0\n"
+            "overload:\n  max_media_lag: 0s\n  max_media_load: 0\n  max_cpu: 0\n"
         };
         std::fs::write(
             &config,

@@ -149,6 +149,11 @@ pub struct OverloadConfig {
     /// might not fit. 0 turns it off.
     #[serde(default = "default_overload_max_media_load")]
     pub max_media_load: f64,
+    /// The node is saturated when the whole process uses more than this share of the cores it
+    /// may run on (smoothed over about a quarter second): SIP and media together have no room
+    /// for another call. 0 turns it off.
+    #[serde(default = "default_overload_max_cpu")]
+    pub max_cpu: f64,
     /// The Retry-After given with the 503.
     #[serde(default = "default_overload_retry_after", with = "duration_text")]
     #[schemars(with = "String")]
@@ -497,6 +502,7 @@ field_defaults_from_embedded! {
     fn default_overload_max_calls() -> u32 = "/overload/max_calls";
     fn default_overload_max_call_rate() -> u32 = "/overload/max_call_rate";
     fn default_overload_max_media_load() -> f64 = "/overload/max_media_load";
+    fn default_overload_max_cpu() -> f64 = "/overload/max_cpu";
     fn default_recording() -> RecordingConfig = "/recording";
     fn default_recording_default() -> RecordingPolicy = "/recording/default";
     fn default_sip_listen() -> Vec<ListenAddr> = "/sip/listen";
@@ -694,14 +700,18 @@ impl Config {
                 "sip.timers: t1 must be above zero and t2 at least t1",
             ));
         }
-        let load = self.overload.max_media_load;
-        if !(0.0..=1.0).contains(&load) {
-            problems.push(Problem::new(
-                Place::Overload,
-                format!(
-                    "overload.max_media_load {load} is out of range: give a share of the period, 0 to 1 (0 turns it off)"
-                ),
-            ));
+        for (name, share) in [
+            ("max_media_load", self.overload.max_media_load),
+            ("max_cpu", self.overload.max_cpu),
+        ] {
+            if !(0.0..=1.0).contains(&share) {
+                problems.push(Problem::new(
+                    Place::Overload,
+                    format!(
+                        "overload.{name} {share} is out of range: give a share, 0 to 1 (0 turns it off)"
+                    ),
+                ));
+            }
         }
         if self.media.realtime_priority > 99 {
             problems.push(Problem::new(

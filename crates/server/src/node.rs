@@ -21,7 +21,7 @@ use santral_sip::{
 };
 use tokio::sync::mpsc;
 
-use crate::admission::{Admission, MediaHealth};
+use crate::admission::{Admission, NodeHealth};
 use crate::agents::{self, AgentsInput};
 use crate::call::{self, CallContext, CallInput, LocateRequest, Routes};
 use crate::config::{Config, DigestAlgorithm, Transport};
@@ -215,7 +215,10 @@ pub async fn run(
         agent_ids,
         invites: HashMap::new(),
         draining: false,
-        admission: Admission::new(config.overload.clone()),
+        admission: Admission::new(
+            config.overload.clone(),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        ),
         live: feature_view,
     };
     // Counters counted before the Prometheus recorder exists would be lost.
@@ -290,6 +293,8 @@ pub async fn run(
                 metrics::gauge!("santral_media_lag_seconds").set(dispatcher.ctx.media.lag().as_secs_f64());
                 metrics::gauge!("santral_event_loop_lag_seconds").set(dispatcher.ctx.pacer.lag().as_secs_f64());
                 metrics::gauge!("santral_media_load").set(dispatcher.ctx.media.load());
+                let cpu = dispatcher.admission.observe_cpu(std::time::Instant::now(), process_cpu_time());
+                metrics::gauge!("santral_cpu_load").set(cpu);
                 metrics::gauge!("santral_calls_in_progress").set(dispatcher.calls_in_progress() as f64);
                 registrar.handle_timeout(now);
                 sync_registrations(&registrar, now, &mut registered, &agents_tx).await;
@@ -520,9 +525,10 @@ impl Dispatcher {
                 }
                 // Late media threads, or a late event loop (SIP itself starved): either way
                 // no room for another call.
-                let media = MediaHealth {
+                let media = NodeHealth {
                     lag: self.ctx.media.lag().max(self.ctx.pacer.lag()),
                     load: self.ctx.media.load(),
+                    cpu_time: process_cpu_time(),
                 };
                 if let Err(refusal) =
                     self.admission
@@ -795,4 +801,11 @@ fn simple(request: &Message, code: u16, reason: &str) -> Message {
     let mut response = Message::response_to(request, code, reason);
     response.set_to_tag(&santral_sip::endpoint::new_tag());
     response
+}
+
+/// CPU time the whole process has used (all threads).
+fn process_cpu_time() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
 }
