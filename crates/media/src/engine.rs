@@ -37,8 +37,9 @@ use crate::pacer::{FRAME_PERIOD, LagMeter, PacingSchedule};
 use crate::port::PortLease;
 use crate::prefetch::prefetch;
 use crate::quality::QualitySummary;
-use crate::receive::{self, ArrivalClock};
+use crate::receive::{self, ArrivalClock, Datagram};
 use crate::session::{MediaEvent, MediaSession};
+use crate::uring::{BATCH, Received, SocketBatch};
 
 /// Most RTP datagrams read per session per tick: a flood waits in (and overflows) the kernel's
 /// buffer instead of taking the thread from every other call.
@@ -196,6 +197,24 @@ struct WorkerStats {
     load_permille: AtomicU32,
     /// The thread runs with real-time priority.
     realtime: AtomicBool,
+    /// The thread batches its socket I/O through io_uring.
+    batched: AtomicBool,
+}
+
+/// The thread's io_uring batch, or `None` (logged once) where it is refused.
+fn open_batch(index: usize) -> Option<SocketBatch> {
+    match SocketBatch::new() {
+        Ok(batch) => Some(batch),
+        Err(error) => {
+            if index == 0 {
+                tracing::info!(
+                    %error,
+                    "io_uring unavailable: media threads make one system call per packet"
+                );
+            }
+            None
+        }
+    }
 }
 
 /// CPU time the calling thread has used.
@@ -246,14 +265,20 @@ pub struct EngineConfig {
     /// (root, `CAP_SYS_NICE` or `RLIMIT_RTPRIO`): other work on the core then cannot delay a
     /// walk, so packets leave on time. `None`, or not permitted: normal scheduling.
     pub realtime_priority: Option<u8>,
+    /// Batch each thread's RTP reads and sends through io_uring (one `io_uring_enter` per 64
+    /// sessions instead of two system calls per session). Where the kernel or a seccomp
+    /// profile refuses io_uring, the threads make one system call per packet instead.
+    pub io_uring: bool,
 }
 
 impl MediaEngine {
-    /// Starts `threads` media threads at normal priority (see [`MediaEngine::with_config`]).
+    /// Starts `threads` media threads at normal priority, with batched I/O where the kernel
+    /// allows it (see [`MediaEngine::with_config`]).
     pub fn start(threads: Option<usize>) -> Result<MediaEngine, EngineError> {
         Self::with_config(EngineConfig {
             threads,
             realtime_priority: None,
+            io_uring: true,
         })
     }
 
@@ -281,6 +306,10 @@ impl MediaEngine {
                         .realtime_priority
                         .is_some_and(|priority| run_realtime(index, priority));
                     worker_stats.realtime.store(realtime, Ordering::Relaxed);
+                    let batch = config.io_uring.then(|| open_batch(index)).flatten();
+                    worker_stats
+                        .batched
+                        .store(batch.is_some(), Ordering::Relaxed);
                     let worker = Worker {
                         realtime,
                         arrivals,
@@ -292,6 +321,8 @@ impl MediaEngine {
                         epoll,
                         buffer: Box::new([0; DATAGRAM_BYTES]),
                         ready: vec![EpollEvent::empty(); READY_EVENTS],
+                        batch,
+                        in_batch: Vec::new(),
                     };
                     worker.run(start)
                 })
@@ -336,6 +367,13 @@ impl MediaEngine {
             .max()
             .unwrap_or(0);
         Duration::from_micros(u64::from(worst))
+    }
+
+    /// True when every media thread batches its socket I/O through io_uring.
+    pub fn batched_io(&self) -> bool {
+        self.workers
+            .iter()
+            .all(|worker| worker.stats.batched.load(Ordering::Relaxed))
     }
 
     /// True when every media thread runs with real-time priority.
@@ -558,6 +596,18 @@ struct Slot {
     rtcp_ready: bool,
 }
 
+/// How a session's RTP goes in and out during one walk.
+enum RtpIo<'a> {
+    /// One system call per packet.
+    Direct,
+    /// Through the thread's batch: the first read is done (its result at `position`), and
+    /// the frame is queued for the next submission.
+    Batched {
+        batch: &'a mut SocketBatch,
+        position: usize,
+    },
+}
+
 /// How a session's step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
@@ -568,8 +618,15 @@ enum Step {
 
 impl Slot {
     /// One tick of this session: read, commands, send.
-    fn step(&mut self, tick: u64, clock: &ArrivalClock, buffer: &mut [u8], rung: bool) -> Step {
-        self.receive_rtp(clock, buffer);
+    fn step(
+        &mut self,
+        tick: u64,
+        clock: &ArrivalClock,
+        buffer: &mut [u8],
+        rung: bool,
+        io: &mut RtpIo<'_>,
+    ) -> Step {
+        self.receive_rtp(clock, buffer, io);
         if self.rtcp_ready || !self.rtcp_watched {
             self.rtcp_ready = false;
             self.receive_rtcp(clock, buffer);
@@ -592,12 +649,21 @@ impl Slot {
         };
         self.last_tick = Some(tick);
         let now = Instant::now();
-        for _ in 0..due {
+        for frame in 1..=due {
             // Real-time media never waits for a full socket buffer: the frame is dropped.
-            if let Some(transmit) = self.session.tick(now)
-                && let Err(error) = self.rtp.send_to(transmit.payload, transmit.destination)
-            {
-                self.span.in_scope(|| debug!(%error, "RTP send failed"));
+            if let Some(transmit) = self.session.tick(now) {
+                // Frames caught up after a delay go at once; this period's rides the batch.
+                let queued = match io {
+                    RtpIo::Batched { batch, .. } if frame == due => {
+                        batch.queue_send(self.place, transmit.payload, transmit.destination)
+                    }
+                    _ => false,
+                };
+                if !queued
+                    && let Err(error) = self.rtp.send_to(transmit.payload, transmit.destination)
+                {
+                    self.span.in_scope(|| debug!(%error, "RTP send failed"));
+                }
             }
             if let Some(tap) = &self.audio_tap {
                 // A slow consumer loses frames rather than stalling the media.
@@ -624,9 +690,27 @@ impl Slot {
     /// packet per 20 ms) that is one system call, with no second read to learn that nothing
     /// else is waiting; the kernel's arrival times keep the jitter buffer's view exact however
     /// late in the period a packet is read.
-    fn receive_rtp(&mut self, clock: &ArrivalClock, buffer: &mut [u8]) {
+    fn receive_rtp(&mut self, clock: &ArrivalClock, buffer: &mut [u8], io: &RtpIo<'_>) {
         let at_least = self.session.packets_per_frame();
-        for read in 1..=MAX_RTP_PER_TICK {
+        let mut first = 1;
+        if let RtpIo::Batched { batch, position } = io {
+            match batch.received(*position, clock) {
+                Received::Nothing => return,
+                Received::Failed(error) => {
+                    self.span.in_scope(|| debug!(%error, "RTP receive error"));
+                    return;
+                }
+                Received::Datagram(datagram, bytes) => {
+                    self.handle_rtp(datagram, bytes);
+                    let waited = clock.now().saturating_duration_since(datagram.arrived);
+                    if at_least <= 1 && waited < FRAME_PERIOD {
+                        return;
+                    }
+                    first = 2;
+                }
+            }
+        }
+        for read in first..=MAX_RTP_PER_TICK {
             let datagram = match receive::try_receive(&self.rtp, buffer, clock) {
                 Ok(Some(datagram)) => datagram,
                 Ok(None) => return,
@@ -636,17 +720,21 @@ impl Slot {
                     return;
                 }
             };
-            if let Err(error) =
-                self.session
-                    .handle_rtp(datagram.arrived, datagram.source, &buffer[..datagram.len])
-            {
-                self.span
-                    .in_scope(|| debug!(source = %datagram.source, %error, "RTP packet dropped"));
-            }
+            self.handle_rtp(datagram, &buffer[..datagram.len]);
             let waited = clock.now().saturating_duration_since(datagram.arrived);
             if read >= at_least && waited < FRAME_PERIOD {
                 return;
             }
+        }
+    }
+
+    fn handle_rtp(&mut self, datagram: Datagram, bytes: &[u8]) {
+        if let Err(error) = self
+            .session
+            .handle_rtp(datagram.arrived, datagram.source, bytes)
+        {
+            self.span
+                .in_scope(|| debug!(source = %datagram.source, %error, "RTP packet dropped"));
         }
     }
 
@@ -666,15 +754,19 @@ impl Slot {
     }
 
     /// Leaves the engine: the BYE if asked, the quality summary, and the session and sockets
-    /// to whoever waits for them (or dropped, which releases the port pair).
-    fn finish(mut self: Box<Self>, say_goodbye: bool) {
+    /// to whoever waits for them (or dropped, which releases the port pair). It is counted
+    /// out of `stats` before anyone can see it back, and after its ports are free.
+    fn finish(mut self: Box<Self>, say_goodbye: bool, stats: &WorkerStats) {
         if say_goodbye && let Some(transmit) = self.session.goodbye() {
             let _ = self.rtcp.send_to(transmit.payload, transmit.destination);
         }
         let quality = self.session.quality();
-        let Some(ended) = self.ended.take() else {
+        let Some(ended) = self.ended.take().filter(|ended| !ended.is_closed()) else {
+            drop(self);
+            stats.sessions.fetch_sub(1, Ordering::Relaxed);
             return;
         };
+        stats.sessions.fetch_sub(1, Ordering::Relaxed);
         let Slot {
             mut session,
             rtp,
@@ -710,6 +802,10 @@ struct Worker {
     epoll: Epoll,
     buffer: Box<[u8; DATAGRAM_BYTES]>,
     ready: Vec<EpollEvent>,
+    /// Batched socket I/O (io_uring), when the kernel allows it.
+    batch: Option<SocketBatch>,
+    /// By place: the session's RTP socket is registered with the batch.
+    in_batch: Vec<bool>,
 }
 
 impl Worker {
@@ -743,36 +839,7 @@ impl Worker {
             self.note_rtcp_arrivals();
             self.places.answer(self.slots.len(), &mut self.rung);
             let clock = ArrivalClock::read();
-            for index in 0..self.slots.len() {
-                // Two sessions ahead, its state; one ahead (its state now cached), the heap
-                // memory its tick will touch. The current one's system calls hide the wait.
-                if let Some(Some(ahead)) = self.slots.get(index + 2) {
-                    prefetch(&**ahead);
-                }
-                if let Some(Some(next)) = self.slots.get(index + 1) {
-                    next.session.prefetch();
-                }
-                let Some(slot) = self.slots[index].as_mut() else {
-                    continue;
-                };
-                let rung = self.rung[index / 64] & (1 << (index % 64)) != 0;
-                let buffer = &mut self.buffer[..];
-                // One session's bug must not silence the thread's other calls.
-                let step = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    slot.step(tick, &clock, buffer, rung)
-                }));
-                match step {
-                    Ok(Step::Running) => {}
-                    Ok(step) => self.remove(index, step == Step::ShutDown),
-                    Err(_) => {
-                        slot.span
-                            .in_scope(|| error!("media session panicked: dropped"));
-                        if self.take(index).is_some() {
-                            self.stats.sessions.fetch_sub(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            }
+            self.walk(tick, &clock);
             // The thread's own CPU time, not the wall clock: time it spent preempted by other
             // work on its core is not media load.
             let cpu = thread_cpu_time();
@@ -782,6 +849,104 @@ impl Worker {
                 .load_permille
                 .store(load_permille, Ordering::Relaxed);
         }
+    }
+
+    /// One tick of every session, in place order. With a batch, the sessions go in runs of
+    /// up to [`BATCH`]: their reads are submitted together (with the previous run's sends),
+    /// then each session runs on what was read and queues its frame.
+    fn walk(&mut self, tick: u64, clock: &ArrivalClock) {
+        let mut start = 0;
+        // Bounded: every run moves `start` forward by at least one place.
+        while start < self.slots.len() {
+            let mut end = self.slots.len();
+            if let Some(batch) = self.batch.as_mut() {
+                let mut queued = 0;
+                end = start;
+                while end < self.slots.len() && queued < BATCH {
+                    if self.in_batch[end] {
+                        batch.queue_receive(queued, end);
+                        queued += 1;
+                    }
+                    end += 1;
+                }
+                self.submit_batch();
+            }
+            let mut position = 0;
+            for index in start..end {
+                let batched = self.batch.is_some() && self.in_batch[index];
+                self.visit(index, tick, clock, batched.then_some(position));
+                position += usize::from(batched);
+            }
+            start = end;
+        }
+        if self.batch.is_some() {
+            self.submit_batch();
+        }
+    }
+
+    /// Runs one session's tick (`position`: its read waits in the batch there).
+    fn visit(&mut self, index: usize, tick: u64, clock: &ArrivalClock, position: Option<usize>) {
+        // Two sessions ahead, its state; one ahead (its state now cached), the heap memory its
+        // tick will touch. The current one's work hides the wait.
+        if let Some(Some(ahead)) = self.slots.get(index + 2) {
+            prefetch(&**ahead);
+        }
+        if let Some(Some(next)) = self.slots.get(index + 1) {
+            next.session.prefetch();
+        }
+        let Some(slot) = self.slots[index].as_mut() else {
+            return;
+        };
+        let rung = self.rung[index / 64] & (1 << (index % 64)) != 0;
+        let buffer = &mut self.buffer[..];
+        let mut io = match (position, self.batch.as_mut()) {
+            (Some(position), Some(batch)) => RtpIo::Batched { batch, position },
+            _ => RtpIo::Direct,
+        };
+        // One session's bug must not silence the thread's other calls.
+        let step = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            slot.step(tick, clock, buffer, rung, &mut io)
+        }));
+        match step {
+            Ok(Step::Running) => {}
+            Ok(step) => self.remove(index, step == Step::ShutDown),
+            Err(_) => {
+                slot.span
+                    .in_scope(|| error!("media session panicked: dropped"));
+                if self.take(index).is_some() {
+                    self.stats.sessions.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Submits the batch's queued reads and sends; logs refused sends under their call's span.
+    /// If the kernel leaves anything in flight, the thread gives up batching for good.
+    fn submit_batch(&mut self) {
+        let Some(batch) = self.batch.as_mut() else {
+            return;
+        };
+        let submitted = batch.submit();
+        for (place, error) in batch.failed_sends() {
+            if let Some(Some(slot)) = self.slots.get(place) {
+                slot.span.in_scope(|| debug!(%error, "RTP send failed"));
+            }
+        }
+        let Err(incomplete) = submitted else {
+            return;
+        };
+        error!(%incomplete, "io_uring did not complete socket operations in place: media thread goes on with one system call per packet");
+        let Some(batch) = self.batch.take() else {
+            return;
+        };
+        if incomplete.settled() {
+            drop(batch);
+        } else {
+            // The kernel may still write its buffers: they must outlive it.
+            std::mem::forget(batch);
+        }
+        self.in_batch.iter_mut().for_each(|member| *member = false);
+        self.stats.batched.store(false, Ordering::Relaxed);
     }
 
     /// Takes the sessions attached since the last tick; true when the engine is gone.
@@ -799,7 +964,20 @@ impl Worker {
                         .is_ok();
                     if index >= self.slots.len() {
                         self.slots.resize_with(index + 1, || None);
+                        self.in_batch.resize(index + 1, false);
                     }
+                    self.in_batch[index] = match self.batch.as_mut() {
+                        Some(batch) => match batch.register(index, slot.rtp.as_fd()) {
+                            Ok(()) => true,
+                            Err(error) => {
+                                slot.span.in_scope(|| {
+                                    debug!(%error, "RTP socket not batched: read and sent directly")
+                                });
+                                false
+                            }
+                        },
+                        None => false,
+                    };
                     self.slots[index] = Some(slot);
                     self.live += 1;
                 }
@@ -829,9 +1007,7 @@ impl Worker {
 
     fn remove(&mut self, index: usize, say_goodbye: bool) {
         if let Some(slot) = self.take(index) {
-            slot.finish(say_goodbye);
-            // Counted out only now that its ports are back (or handed on).
-            self.stats.sessions.fetch_sub(1, Ordering::Relaxed);
+            slot.finish(say_goodbye, &self.stats);
         }
     }
 
@@ -840,6 +1016,16 @@ impl Worker {
         let slot = self.slots.get_mut(index)?.take()?;
         if slot.rtcp_watched {
             let _ = self.epoll.delete(slot.rtcp.as_fd());
+        }
+        if self.in_batch.get(index).copied().unwrap_or(false) {
+            self.in_batch[index] = false;
+            // The ring's reference would keep the socket (and its port) open.
+            if let Some(batch) = self.batch.as_mut()
+                && let Err(error) = batch.unregister(index)
+            {
+                slot.span
+                    .in_scope(|| warn!(%error, "RTP socket still registered with io_uring"));
+            }
         }
         self.places.give_back(index);
         self.live -= 1;
@@ -912,13 +1098,40 @@ mod tests {
         types
     }
 
+    /// An engine with `threads` threads, batching through io_uring or not.
+    fn engine(threads: usize, io_uring: bool) -> MediaEngine {
+        let engine = MediaEngine::with_config(EngineConfig {
+            threads: Some(threads),
+            realtime_priority: None,
+            io_uring,
+        })
+        .unwrap();
+        // The engine batches exactly when asked to and the kernel allows it.
+        let allowed = crate::uring::SocketBatch::new().is_ok();
+        let deadline = Instant::now() + WAIT;
+        while engine.batched_io() != (io_uring && allowed) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(engine.batched_io(), io_uring && allowed);
+        engine
+    }
+
+    #[tokio::test]
+    async fn a_session_runs_on_a_media_thread_and_comes_back_on_detach() {
+        runs_and_comes_back_on_detach(false, 44700).await;
+    }
+
+    #[tokio::test]
+    async fn a_batched_session_runs_on_a_media_thread_and_comes_back_on_detach() {
+        runs_and_comes_back_on_detach(true, 44710).await;
+    }
+
     /// A session on a media thread sends its frames from its own RTP port, hears RTCP (a BYE
     /// from the far end comes back as an event), comes back on `Detach` with sockets that work
     /// in tokio again and no BYE sent, and on `Shutdown` says goodbye over RTCP.
-    #[tokio::test]
-    async fn a_session_runs_on_a_media_thread_and_comes_back_on_detach() {
-        let engine = MediaEngine::start(Some(1)).unwrap();
-        let ports = PortAllocator::new(44700..=44709).unwrap();
+    async fn runs_and_comes_back_on_detach(io_uring: bool, first_port: u16) {
+        let engine = engine(1, io_uring);
+        let ports = PortAllocator::new(first_port..=first_port + 9).unwrap();
         let sockets = RtpSockets::bind(LOCALHOST, &ports).await.unwrap();
         let (port, rtcp_port) = (sockets.rtp_port(), sockets.rtp_port() + 1);
         let (far_rtp, far_rtcp) = bind_far_end().await;
@@ -990,13 +1203,22 @@ mod tests {
         assert!(end.quality.packets_expected < 10);
     }
 
-    /// Sessions go to the least loaded thread; when a call drops its handle, its session ends
-    /// and its port pair returns to the pool.
     #[tokio::test]
     async fn sessions_spread_over_threads_and_release_their_ports_when_dropped() {
-        let engine = MediaEngine::start(Some(2)).unwrap();
+        spread_and_release_ports(false, 44720).await;
+    }
+
+    #[tokio::test]
+    async fn batched_sessions_spread_over_threads_and_release_their_ports_when_dropped() {
+        spread_and_release_ports(true, 44730).await;
+    }
+
+    /// Sessions go to the least loaded thread; when a call drops its handle, its session ends
+    /// and its port pair returns to the pool (the ring lets go of its sockets too).
+    async fn spread_and_release_ports(io_uring: bool, first_port: u16) {
+        let engine = engine(2, io_uring);
         assert_eq!(engine.threads(), 2);
-        let ports = PortAllocator::new(44720..=44727).unwrap();
+        let ports = PortAllocator::new(first_port..=first_port + 7).unwrap();
         assert_eq!(ports.capacity(), 4);
         let (far_rtp, far_rtcp) = bind_far_end().await;
         let far = (
@@ -1035,5 +1257,85 @@ mod tests {
             again.push(RtpSockets::bind(LOCALHOST, &ports).await.unwrap());
         }
         assert_eq!(again.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn rtp_is_read_with_its_source_and_payload() {
+        reads_rtp(false, 44800).await;
+    }
+
+    #[tokio::test]
+    async fn batched_rtp_is_read_with_its_source_and_payload() {
+        reads_rtp(true, 45200).await;
+    }
+
+    /// An RTP packet from the far end reaches the session whole and with its source: an
+    /// RFC 4733 key press from a new address is reported, and the session's frames follow
+    /// the far end to that address (symmetric RTP). Many sessions on one thread, so that
+    /// batches fill and more than one run of reads goes down per walk.
+    async fn reads_rtp(io_uring: bool, first_port: u16) {
+        const SESSIONS: usize = 150;
+        let engine = engine(1, io_uring);
+        let ports = PortAllocator::new(first_port..=first_port + 399).unwrap();
+        let (far_rtp, far_rtcp) = bind_far_end().await;
+        let far = (
+            far_rtp.local_addr().unwrap(),
+            far_rtcp.local_addr().unwrap(),
+        );
+        let mut calls = Vec::new();
+        for _ in 0..SESSIONS {
+            let sockets = RtpSockets::bind(LOCALHOST, &ports).await.unwrap();
+            let port = sockets.rtp_port();
+            calls.push((
+                port,
+                engine.spawn_session(session(far.0, far.1), sockets, false),
+            ));
+        }
+        // Every session presses a different key from its own new address.
+        let mut movers = Vec::new();
+        for (index, (port, _)) in calls.iter().enumerate() {
+            let mover = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+            let key = (index % 10) as u8;
+            let mut packet = vec![0x80, 0x80 | 101];
+            packet.extend_from_slice(&7u16.to_be_bytes());
+            packet.extend_from_slice(&1600u32.to_be_bytes());
+            packet.extend_from_slice(&(0xE000 + index as u32).to_be_bytes());
+            packet.extend_from_slice(&[key, 10, 0, 160]);
+            mover
+                .send_to(&packet, SocketAddr::new(LOCALHOST, *port))
+                .await
+                .unwrap();
+            movers.push(mover);
+        }
+        for (index, (_, media)) in calls.iter_mut().enumerate() {
+            let mover = movers[index].local_addr().unwrap();
+            let (mut moved, mut pressed) = (false, None);
+            tokio::time::timeout(WAIT, async {
+                while !(moved && pressed.is_some()) {
+                    match media.events.recv().await {
+                        Some(MediaEvent::RemoteAddressChanged(to)) => moved = to == mover,
+                        Some(MediaEvent::Dtmf(crate::telephone_event::DtmfEvent::Pressed {
+                            digit,
+                            ..
+                        })) => pressed = Some(digit),
+                        Some(_) => {}
+                        None => break,
+                    }
+                }
+            })
+            .await
+            .expect("the key press reported in time");
+            assert!(moved, "session {index} follows the far end");
+            assert_eq!(
+                pressed.map(|digit| digit.as_char()),
+                Some(char::from(b'0' + (index % 10) as u8)),
+                "session {index} hears its key"
+            );
+        }
+        for (index, mover) in movers.iter().enumerate().step_by(37) {
+            let (packet, from) = receive(mover).await;
+            assert_eq!(from.port(), calls[index].0, "frames go to the new address");
+            assert_eq!(packet[1] & 0x7F, 0, "PCMU");
+        }
     }
 }

@@ -52,7 +52,7 @@ impl ArrivalClock {
         }
     }
 
-    fn instant_of(&self, stamp: Duration) -> Instant {
+    pub(crate) fn instant_of(&self, stamp: Duration) -> Instant {
         let at = UNIX_EPOCH + stamp;
         // A stamp more than a second away is not a timing we would act on: clamp it.
         match self.wall.duration_since(at) {

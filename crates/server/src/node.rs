@@ -169,6 +169,7 @@ pub async fn run(
         threads: (config.media.threads > 0).then_some(usize::from(config.media.threads)),
         realtime_priority: (config.media.realtime_priority > 0)
             .then_some(config.media.realtime_priority),
+        io_uring: config.media.io_uring,
     })?;
     let ctx = Arc::new(CallContext {
         sip: sip.clone(),
