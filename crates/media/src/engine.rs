@@ -648,7 +648,12 @@ impl Slot {
             None => 1,
         };
         self.last_tick = Some(tick);
-        let now = Instant::now();
+        // A batched run reads its clock right after its reads came in (all of them are
+        // older): one clock reading serves the run.
+        let now = match io {
+            RtpIo::Batched { .. } => clock.now(),
+            RtpIo::Direct => Instant::now(),
+        };
         for frame in 1..=due {
             // Real-time media never waits for a full socket buffer: the frame is dropped.
             if let Some(transmit) = self.session.tick(now) {
@@ -871,10 +876,15 @@ impl Worker {
                 }
                 self.submit_batch();
             }
+            let run_clock = if self.batch.is_some() {
+                ArrivalClock::read()
+            } else {
+                *clock
+            };
             let mut position = 0;
             for index in start..end {
                 let batched = self.batch.is_some() && self.in_batch[index];
-                self.visit(index, tick, clock, batched.then_some(position));
+                self.visit(index, tick, &run_clock, batched.then_some(position));
                 position += usize::from(batched);
             }
             start = end;

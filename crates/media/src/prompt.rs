@@ -281,18 +281,23 @@ impl PromptCache {
         Self::default()
     }
 
-    /// The encoded prompt for `path` in `codec`, loading it on first use. Blocking (file IO and
-    /// decoding): call from `spawn_blocking` or at startup, not from the media hot path.
-    pub fn get(&self, path: &Path, codec: Codec) -> Result<Arc<EncodedPrompt>, PromptError> {
+    /// The encoded prompt for `path` in `codec` if it is loaded already; never blocks on IO,
+    /// so a call task can try it before handing a load to the blocking pool.
+    pub fn cached(&self, path: &Path, codec: Codec) -> Option<Arc<EncodedPrompt>> {
         let key = (path.to_owned(), codec);
-        if let Some(hit) = self
-            .entries
+        self.entries
             .lock()
             .ok()
             .and_then(|map| map.get(&key).cloned())
-        {
+    }
+
+    /// The encoded prompt for `path` in `codec`, loading it on first use. Blocking (file IO and
+    /// decoding): call from `spawn_blocking` or at startup, not from the media hot path.
+    pub fn get(&self, path: &Path, codec: Codec) -> Result<Arc<EncodedPrompt>, PromptError> {
+        if let Some(hit) = self.cached(path, codec) {
             return Ok(hit);
         }
+        let key = (path.to_owned(), codec);
         let (mono, rate) = decode_mono(path)?;
         let narrow = PcmAudio {
             sample_rate: 8000,

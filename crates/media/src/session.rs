@@ -207,6 +207,9 @@ pub struct MediaSession {
     relay_payload: Option<([u8; MAX_FRAME_BYTES], usize)>,
     received: Frame,
     received_is_audio: bool,
+    /// `received` is all silence (kept so, without comparing 320 bytes per tick, while
+    /// nobody listens).
+    received_cleared: bool,
     sent: Frame,
     pending_digits: VecDeque<PendingDigit>,
     sending_event: Option<(DtmfDigit, TelephoneEventSender)>,
@@ -259,6 +262,7 @@ impl MediaSession {
             relay_payload: None,
             received: [0; FRAME_SAMPLES],
             received_is_audio: false,
+            received_cleared: true,
             sent: [0; FRAME_SAMPLES],
             pending_digits: VecDeque::with_capacity(DTMF_QUEUE),
             sending_event: None,
@@ -673,11 +677,13 @@ impl MediaSession {
             if matches!(self.jitter.pop(now), Playout::Buffering) {
                 self.received_is_audio = false;
             }
-            if self.received != [0; FRAME_SAMPLES] {
+            if !self.received_cleared {
                 self.received = [0; FRAME_SAMPLES];
+                self.received_cleared = true;
             }
             return;
         }
+        self.received_cleared = false;
         match self.jitter.pop(now) {
             Playout::Frame {
                 payload,
@@ -946,12 +952,7 @@ impl MediaSession {
         if !sends {
             return None;
         }
-        let header_len = self.header.marshal_size();
-        let header_len = self
-            .header
-            .marshal_to(&mut self.tx[..])
-            .ok()
-            .filter(|n| *n == header_len)?;
+        let header_len = write_rtp_header(&self.header, &mut self.tx[..])?;
         let end = header_len + payload.len();
         self.tx.get_mut(header_len..end)?.copy_from_slice(payload);
         self.header.sequence_number = self.header.sequence_number.wrapping_add(1);
@@ -1063,4 +1064,67 @@ fn copy_prompt_frame(
         return Some(bytes.len());
     }
     None
+}
+
+/// Our own RTP header into `out`: the fixed 12 bytes by hand (this runs for every packet
+/// sent); a header with CSRCs, an extension or padding goes through the general encoder.
+fn write_rtp_header(header: &RtpHeader, out: &mut [u8]) -> Option<usize> {
+    if !header.csrc.is_empty() || header.extension || header.padding || header.version != 2 {
+        let len = header.marshal_size();
+        return header.marshal_to(out).ok().filter(|n| *n == len);
+    }
+    let out = out.get_mut(..12)?;
+    out[0] = 0x80;
+    out[1] = (u8::from(header.marker) << 7) | (header.payload_type & 0x7F);
+    out[2..4].copy_from_slice(&header.sequence_number.to_be_bytes());
+    out[4..8].copy_from_slice(&header.timestamp.to_be_bytes());
+    out[8..12].copy_from_slice(&header.ssrc.to_be_bytes());
+    Some(12)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-written header is byte for byte what the general encoder writes.
+    #[test]
+    fn rtp_headers_match_the_general_encoder() {
+        for (marker, payload_type, sequence_number, timestamp, ssrc) in [
+            (false, 0, 0, 0, 0),
+            (true, 101, 65535, u32::MAX, 0xDEAD_BEEF),
+            (false, 8, 1234, 160 * 7, 0x5A17),
+            (true, 127, 1, 1, 1),
+        ] {
+            let header = RtpHeader {
+                version: 2,
+                marker,
+                payload_type,
+                sequence_number,
+                timestamp,
+                ssrc,
+                ..RtpHeader::default()
+            };
+            let (mut ours, mut theirs) = ([0u8; 64], [0u8; 64]);
+            let len = write_rtp_header(&header, &mut ours).unwrap();
+            let expected = header.marshal_to(&mut theirs[..]).unwrap();
+            assert_eq!(&ours[..len], &theirs[..expected]);
+        }
+        let with_csrc = RtpHeader {
+            version: 2,
+            csrc: vec![7],
+            ..RtpHeader::default()
+        };
+        let mut out = [0u8; 64];
+        assert_eq!(write_rtp_header(&with_csrc, &mut out), Some(16));
+        assert_eq!(
+            write_rtp_header(
+                &RtpHeader {
+                    version: 2,
+                    ..RtpHeader::default()
+                },
+                &mut [0u8; 4]
+            ),
+            None
+        );
+    }
 }

@@ -150,7 +150,7 @@ struct AgentsTask {
     /// The SIP Call-ID of each ACD call, for the stored queue events.
     sip_call_ids: HashMap<CallId, String>,
     /// Calls in progress as the wallboard shows them, by SIP Call-ID.
-    live_calls: HashMap<String, LiveCall>,
+    live_calls: HashMap<String, Arc<LiveCall>>,
     /// When the next snapshot may be built (see `SnapshotPacing`).
     snapshots: SnapshotPacing,
 }
@@ -369,7 +369,7 @@ impl AgentsTask {
             }
             AgentsInput::CallUpdate(live) => {
                 self.publisher.publish_event(LiveEvent::Call(live.clone()));
-                self.live_calls.insert(live.call_id.clone(), live);
+                self.live_calls.insert(live.call_id.clone(), Arc::new(live));
             }
             AgentsInput::Position { call, reply } => {
                 let _ = reply.send((self.acd.position(call), self.acd.expected_wait(call)));

@@ -896,13 +896,20 @@ impl CallTask {
         let paths: Vec<PathBuf> = prompts.iter().map(|p| self.prompt_path(p)).collect();
         let cache = self.ctx.prompts.clone();
         let codec = self.codec;
-        let loaded = tokio::task::spawn_blocking(move || {
-            paths
-                .iter()
-                .map(|path| cache.get(path, codec))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await;
+        // Usually every prompt is loaded already: no trip through the blocking pool.
+        let cached: Option<Vec<_>> = paths.iter().map(|path| cache.cached(path, codec)).collect();
+        let loaded = match cached {
+            Some(prompts) => Ok(Ok(prompts)),
+            None => {
+                tokio::task::spawn_blocking(move || {
+                    paths
+                        .iter()
+                        .map(|path| cache.get(path, codec))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .await
+            }
+        };
         let playlist = match loaded {
             Ok(Ok(prompts)) => Playlist::new(prompts),
             Ok(Err(err)) => {
@@ -1231,6 +1238,9 @@ impl CallTask {
         let music = self.ctx.music_on_hold.clone()?;
         let cache = self.ctx.prompts.clone();
         let codec = self.codec;
+        if let Some(music) = cache.cached(&music, codec) {
+            return Some(music);
+        }
         match tokio::task::spawn_blocking(move || cache.get(&music, codec)).await {
             Ok(Ok(music)) => Some(music),
             Ok(Err(err)) => {

@@ -68,7 +68,9 @@ pub struct Snapshot {
     pub at: i64,
     pub queues: Vec<QueueLive>,
     pub agents: Vec<AgentLive>,
-    pub calls: Vec<LiveCall>,
+    /// Shared with the owner's table: a snapshot of a thousand calls, published up to twenty
+    /// times a second, copies pointers, not the calls.
+    pub calls: Vec<Arc<LiveCall>>,
 }
 
 /// What the events WebSocket sends, one JSON object per message.

@@ -375,39 +375,39 @@ impl Store for SqliteStore {
         let quality = r.quality.as_ref().map(to_json).transpose()?;
         let variables = to_json(&r.variables)?;
         self.with(|conn| {
-            conn.execute(
+            conn.prepare_cached(
                 "INSERT OR REPLACE INTO calls (call_id, caller, caller_name, dialled, started_at,
                     answered_at, ended_at, ivr_path, tags, language, customer, queue, wait_ms,
                     agent, talk_ms, wrap_up_ms, disposition, hangup_by, hangup_reason, recording,
                     quality, survey_score, variables)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
                     ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
-                params![
-                    r.call_id,
-                    r.caller,
-                    r.caller_name,
-                    r.dialled,
-                    r.started_at,
-                    r.answered_at,
-                    r.ended_at,
-                    ivr_path,
-                    tags,
-                    r.language,
-                    r.customer,
-                    r.queue,
-                    r.wait_ms,
-                    r.agent,
-                    r.talk_ms,
-                    r.wrap_up_ms,
-                    r.disposition.map(Disposition::as_str),
-                    r.hangup_by,
-                    r.hangup_reason,
-                    r.recording,
-                    quality,
-                    r.survey_score,
-                    variables,
-                ],
-            )?;
+            )?
+            .execute(params![
+                r.call_id,
+                r.caller,
+                r.caller_name,
+                r.dialled,
+                r.started_at,
+                r.answered_at,
+                r.ended_at,
+                ivr_path,
+                tags,
+                r.language,
+                r.customer,
+                r.queue,
+                r.wait_ms,
+                r.agent,
+                r.talk_ms,
+                r.wrap_up_ms,
+                r.disposition.map(Disposition::as_str),
+                r.hangup_by,
+                r.hangup_reason,
+                r.recording,
+                quality,
+                r.survey_score,
+                variables,
+            ])?;
             Ok(())
         })
     }
