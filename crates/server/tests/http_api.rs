@@ -85,14 +85,14 @@ fn snapshot() -> Snapshot {
             state: "available".into(),
             ..AgentLive::default()
         }],
-        calls: vec![LiveCall {
+        calls: vec![std::sync::Arc::new(LiveCall {
             call_id: "c1".into(),
             caller: "0532".into(),
             dialled: "1000".into(),
             state: "queued".into(),
             queue: Some("billing".into()),
             ..LiveCall::default()
-        }],
+        })],
     }
 }
 

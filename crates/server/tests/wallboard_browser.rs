@@ -92,7 +92,7 @@ async fn wallboard_shows_a_waiting_call_and_agent_states() {
                 ..AgentLive::default()
             },
         ],
-        calls: vec![LiveCall {
+        calls: vec![std::sync::Arc::new(LiveCall {
             call_id: "c1".into(),
             caller: "05321234567".into(),
             dialled: "1000".into(),
@@ -101,7 +101,7 @@ async fn wallboard_shows_a_waiting_call_and_agent_states() {
             started_at: now_ms - 50_000,
             queued_at: Some(now_ms - 42_000),
             ..LiveCall::default()
-        }],
+        })],
     });
     let state = ApiState {
         live: view,
