@@ -409,6 +409,99 @@ fn relay_over_loopback(c: &mut Criterion) {
     let _ = stop_tx.send(true);
 }
 
+/// A media thread's socket work for 64 sessions in one 20 ms walk: read each one's packet
+/// (with its kernel arrival time) and send each one's frame, one system call per packet
+/// against one io_uring submission per run. Only that work is timed: the far end's packets
+/// are put in place and its copies drained outside the clock.
+fn engine_socket_io(c: &mut Criterion) {
+    use santral_media::receive::{ArrivalClock, enable_arrival_times, try_receive};
+    use santral_media::uring::{BATCH, Received, SocketBatch};
+    use std::os::fd::AsFd;
+
+    let bind = || StdUdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+    let sessions: Vec<StdUdpSocket> = (0..BATCH).map(|_| bind()).collect();
+    for socket in &sessions {
+        let _ = socket.set_nonblocking(true);
+        let _ = enable_arrival_times(socket);
+    }
+    let far = bind();
+    let far_addr = far.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let _ = far.set_nonblocking(true);
+    let addrs: Vec<_> = sessions
+        .iter()
+        .map(|s| s.local_addr().unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let packet = rtp_packet(1);
+    let frame = rtp_packet(2);
+    let deliver = || {
+        for addr in &addrs {
+            let _ = far.send_to(&packet, addr);
+        }
+    };
+    let drain = || {
+        let mut buffer = [0u8; 2048];
+        while far.recv_from(&mut buffer).is_ok() {}
+    };
+    let mut group = c.benchmark_group("media thread socket I/O per 64 sessions");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function("direct (recvmsg + sendto each)", |b| {
+        let mut buffer = [0u8; 2048];
+        b.iter_custom(|iterations| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iterations {
+                deliver();
+                let start = Instant::now();
+                let clock = ArrivalClock::read();
+                for socket in &sessions {
+                    let read = try_receive(socket, &mut buffer, &clock);
+                    black_box(&read);
+                    let _ = socket.send_to(&frame, far_addr);
+                }
+                spent += start.elapsed();
+                drain();
+            }
+            spent
+        })
+    });
+    match SocketBatch::new() {
+        Ok(mut batch) => {
+            for (place, socket) in sessions.iter().enumerate() {
+                batch
+                    .register(place, socket.as_fd())
+                    .unwrap_or_else(|e| panic!("register: {e}"));
+            }
+            group.bench_function("io_uring (one submission each way)", |b| {
+                b.iter_custom(|iterations| {
+                    let mut spent = Duration::ZERO;
+                    for _ in 0..iterations {
+                        deliver();
+                        let start = Instant::now();
+                        for place in 0..BATCH {
+                            batch.queue_receive(place, place);
+                        }
+                        let _ = batch.submit();
+                        let clock = ArrivalClock::read();
+                        for place in 0..BATCH {
+                            if let Received::Datagram(datagram, bytes) =
+                                batch.received(place, &clock)
+                            {
+                                black_box((datagram, bytes));
+                            }
+                            batch.queue_send(place, &frame, far_addr);
+                        }
+                        let _ = batch.submit();
+                        spent += start.elapsed();
+                        drain();
+                    }
+                    spent
+                })
+            });
+        }
+        Err(error) => eprintln!("io_uring refused here ({error}): batched I/O not measured"),
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     codecs,
@@ -420,6 +513,7 @@ criterion_group!(
     mixer,
     session,
     relay_in_memory,
-    relay_over_loopback
+    relay_over_loopback,
+    engine_socket_io
 );
 criterion_main!(benches);

@@ -1,8 +1,10 @@
 //! The media engine: a few threads (one per core by default) drive every call's media.
 //!
 //! Each media thread wakes on the shared 20 ms grid and walks its sessions in a fixed order;
-//! per session it reads what arrived (usually one `recvmsg`, with the kernel's arrival times), takes
-//! the call's commands, runs the tick and sends the frame. Nothing asynchronous sits on this
+//! per session it reads what arrived (usually one datagram, with the kernel's arrival times),
+//! takes the call's commands, runs the tick and sends the frame. Where the kernel allows, the
+//! reads and sends of each run of 64 sessions go down in one io_uring submission
+//! ([`crate::uring`]); otherwise one `recvmsg` and one `sendto` per session. Nothing asynchronous sits on this
 //! path: no task wake-up per session, no reactor event per packet (the sockets leave tokio's
 //! reactor while the engine holds them), and RTCP, which comes every few seconds, is watched
 //! by one level-triggered epoll per thread instead of a read per call per tick. Because the

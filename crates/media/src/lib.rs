@@ -129,7 +129,7 @@ pub mod sdp;
 pub mod session;
 pub mod telephone_event;
 pub mod tone;
-mod uring;
+pub mod uring;
 mod wideband;
 
 pub use codec::{Codec, FRAME_SAMPLES, Frame};

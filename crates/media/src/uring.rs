@@ -25,7 +25,7 @@ use nix::sys::socket::{SockaddrLike, SockaddrStorage};
 use crate::receive::{ArrivalClock, Datagram};
 
 /// Sessions whose receives go down in one submission (and whose sends in the next).
-pub(crate) const BATCH: usize = 64;
+pub const BATCH: usize = 64;
 
 /// Largest datagram read or sent whole through the batch.
 const DATAGRAM_BYTES: usize = 2048;
@@ -44,7 +44,7 @@ struct Control([u8; 64]);
 /// The kernel did not complete every operation inside the submitting call.
 #[derive(Debug, thiserror::Error)]
 #[error("io_uring left {missing} of {expected} socket operations in flight")]
-pub(crate) struct Incomplete {
+pub struct Incomplete {
     /// Still in the kernel's hands after cancelling: when not zero, the batch's buffers may
     /// yet be written, so it must be leaked rather than dropped.
     pub missing: usize,
@@ -53,7 +53,7 @@ pub(crate) struct Incomplete {
 
 impl Incomplete {
     /// Every operation ended (after cancelling): the batch may be dropped.
-    pub(crate) fn settled(&self) -> bool {
+    pub fn settled(&self) -> bool {
         self.missing == 0
     }
 }
@@ -77,7 +77,7 @@ struct SendArea {
 
 /// What a queued receive found.
 #[derive(Debug)]
-pub(crate) enum Received<'a> {
+pub enum Received<'a> {
     /// Nothing was waiting.
     Nothing,
     Datagram(Datagram, &'a [u8]),
@@ -85,7 +85,7 @@ pub(crate) enum Received<'a> {
 }
 
 /// A media thread's ring, its fixed-file table and its buffers.
-pub(crate) struct SocketBatch {
+pub struct SocketBatch {
     ring: IoUring,
     /// The registered (sparse) file table, as registered: a session's place is its index,
     /// -1 where empty. Kept here because the kernel's table cannot be read back when it grows.
@@ -108,7 +108,7 @@ impl std::fmt::Debug for SocketBatch {
 impl SocketBatch {
     /// A ring for the calling thread (the only thread that may submit to it). Fails where the
     /// kernel or a seccomp profile refuses io_uring.
-    pub(crate) fn new() -> io::Result<SocketBatch> {
+    pub fn new() -> io::Result<SocketBatch> {
         let ring = IoUring::builder()
             .setup_single_issuer()
             .setup_coop_taskrun()
@@ -147,7 +147,7 @@ impl SocketBatch {
 
     /// Registers `socket` as fixed file `place` (the table grows when needed). Until
     /// [`SocketBatch::unregister`], the ring holds its own reference to the socket.
-    pub(crate) fn register(&mut self, place: usize, socket: BorrowedFd<'_>) -> io::Result<()> {
+    pub fn register(&mut self, place: usize, socket: BorrowedFd<'_>) -> io::Result<()> {
         if place >= self.files.len() {
             self.grow(place + 1)?;
         }
@@ -160,7 +160,7 @@ impl SocketBatch {
     }
 
     /// Drops the ring's reference to the socket at `place`, so closing it releases its port.
-    pub(crate) fn unregister(&mut self, place: usize) -> io::Result<()> {
+    pub fn unregister(&mut self, place: usize) -> io::Result<()> {
         let Some(file) = self.files.get_mut(place) else {
             return Ok(());
         };
@@ -186,9 +186,12 @@ impl SocketBatch {
     }
 
     /// Queues a non-blocking read of one datagram from the socket at `place`; its result is
-    /// [`SocketBatch::received`]`(position)` after the next [`SocketBatch::submit`].
-    pub(crate) fn queue_receive(&mut self, position: usize, place: usize) {
-        let area = &mut self.receives[position];
+    /// [`SocketBatch::received`]`(position)` after the next [`SocketBatch::submit`]. One read
+    /// per position (below [`BATCH`]) per submission; false when `position` is out of range.
+    pub fn queue_receive(&mut self, position: usize, place: usize) -> bool {
+        let Some(area) = self.receives.get_mut(position) else {
+            return false;
+        };
         area.result = None;
         area.iov = libc::iovec {
             iov_base: area.buffer.as_mut_ptr().cast(),
@@ -206,16 +209,12 @@ impl SocketBatch {
             .build()
             .user_data(position as u64);
         self.push(entry);
+        true
     }
 
     /// Queues `payload` (copied) to `destination` from the socket at `place`; false when the
     /// batch has no room (send it directly instead).
-    pub(crate) fn queue_send(
-        &mut self,
-        place: usize,
-        payload: &[u8],
-        destination: SocketAddr,
-    ) -> bool {
+    pub fn queue_send(&mut self, place: usize, payload: &[u8], destination: SocketAddr) -> bool {
         if self.queued_sends >= BATCH || payload.len() > DATAGRAM_BYTES {
             return false;
         }
@@ -252,7 +251,7 @@ impl SocketBatch {
     /// Submits what is queued and collects every completion. `Err` when the kernel did not
     /// complete everything inside the call (not expected with `MSG_DONTWAIT`): this batch
     /// must then be given up (see [`Incomplete::settled`]).
-    pub(crate) fn submit(&mut self) -> Result<(), Incomplete> {
+    pub fn submit(&mut self) -> Result<(), Incomplete> {
         let expected = self.ring.submission().len();
         self.failed_sends.clear();
         self.queued_sends = 0;
@@ -316,12 +315,12 @@ impl SocketBatch {
     }
 
     /// Sends the kernel refused in the last submission, by place.
-    pub(crate) fn failed_sends(&mut self) -> impl Iterator<Item = (usize, io::Error)> + '_ {
+    pub fn failed_sends(&mut self) -> impl Iterator<Item = (usize, io::Error)> + '_ {
         self.failed_sends.drain(..)
     }
 
     /// What the receive queued at `position` found (after [`SocketBatch::submit`]).
-    pub(crate) fn received(&self, position: usize, clock: &ArrivalClock) -> Received<'_> {
+    pub fn received(&self, position: usize, clock: &ArrivalClock) -> Received<'_> {
         let Some(area) = self.receives.get(position) else {
             return Received::Nothing;
         };
