@@ -165,6 +165,7 @@ pub async fn run(
     let music_on_hold = preload_prompts(&config, &prompts).await?;
     let (locate_tx, mut locate_rx) = mpsc::channel::<LocateRequest>(256);
     let routes: Routes = Arc::new(Mutex::new(HashMap::new()));
+    raise_open_file_limit(&config);
     let media = MediaEngine::with_config(EngineConfig {
         threads: (config.media.threads > 0).then_some(usize::from(config.media.threads)),
         realtime_priority: (config.media.realtime_priority > 0)
@@ -809,4 +810,34 @@ fn process_cpu_time() -> Duration {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID)
         .map(Duration::from)
         .unwrap_or_default()
+}
+
+/// Every call holds two sockets (RTP and RTCP): a distribution's default soft limit of 1,024
+/// open files would cap the node near 500 calls whatever its CPU. Raises the soft limit to the
+/// hard one, and says so when the port range promises more calls than the limit allows.
+fn raise_open_file_limit(config: &Config) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let limit = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    let ports = config.media.rtp_ports;
+    let port_pairs = u64::from(ports.last.saturating_sub(ports.first)) / 2 + 1;
+    // Two sockets per call, plus room for SIP, HTTP, the database and logs.
+    let calls = limit.saturating_sub(256) / 2;
+    if calls < port_pairs {
+        tracing::warn!(
+            open_files = limit,
+            calls,
+            port_pairs,
+            "the open-file limit allows fewer calls than the RTP port range: raise LimitNOFILE \
+             (systemd) or `ulimit -n`"
+        );
+    } else {
+        tracing::debug!(open_files = limit, "open-file limit");
+    }
 }
