@@ -410,11 +410,22 @@ impl MediaEngine {
     ) -> (MediaCommands, SessionJoin) {
         let (sender, commands) = mpsc::channel(COMMAND_QUEUE);
         let (ended, join) = oneshot::channel();
-        let worker = self
+        let Some(worker) = self
             .workers
             .iter()
             .min_by_key(|worker| worker.stats.sessions.load(Ordering::Relaxed))
-            .unwrap_or_else(|| unreachable!("an engine has at least one thread"));
+        else {
+            // `with_config` starts at least one thread; an engine without one runs nothing.
+            let commands = MediaCommands {
+                sender,
+                places: Arc::new(Places::new()),
+                place: MAX_SESSIONS_PER_THREAD,
+            };
+            let join = SessionJoin {
+                state: JoinState::Failed(None),
+            };
+            return (commands, join);
+        };
         let failed = |error: io::Error, place: Option<usize>| {
             warn!(%error, "media session not started");
             let commands = MediaCommands {
@@ -543,6 +554,23 @@ struct Detached {
     rtcp: StdUdpSocket,
     lease: PortLease,
     quality: QualitySummary,
+}
+
+impl SessionJoin {
+    /// Waits for the session to leave the engine and keeps only its quality summary: the
+    /// sockets close where they are, without a round trip through tokio's reactor (the
+    /// hang-up path).
+    pub async fn into_quality(self) -> Result<QualitySummary, SessionLost> {
+        match self.state {
+            JoinState::Waiting(ended) => ended
+                .await
+                .map(|detached| detached.quality)
+                .map_err(|_| SessionLost::EngineStopped),
+            JoinState::Failed(error) => {
+                Err(error.map_or(SessionLost::EngineStopped, SessionLost::Sockets))
+            }
+        }
+    }
 }
 
 impl Future for SessionJoin {
@@ -1200,7 +1228,10 @@ mod tests {
         // Attached again, then shut down: the far end hears an RTCP BYE.
         let media = engine.spawn_session(end.session, end.sockets, false);
         media.commands.send(MediaCommand::Shutdown).await.unwrap();
-        let end = media.finished.await.unwrap();
+        let quality = media.finished.into_quality().await.unwrap();
+        // The sockets closed with the session: its ports are free.
+        std::net::UdpSocket::bind((LOCALHOST, port)).expect("RTP port free after hang-up");
+        std::net::UdpSocket::bind((LOCALHOST, rtcp_port)).expect("RTCP port free after hang-up");
         let goodbye = tokio::time::timeout(WAIT, async {
             loop {
                 let (datagram, _) = receive(&far_rtcp).await;
@@ -1212,7 +1243,7 @@ mod tests {
         .await
         .expect("an RTCP BYE in time");
         assert_eq!(goodbye[0] >> 6, 2, "RTCP version 2");
-        assert!(end.quality.packets_expected < 10);
+        assert!(quality.packets_expected < 10);
     }
 
     #[tokio::test]

@@ -1734,7 +1734,7 @@ impl CallTask {
     async fn stop_agent_media(&mut self) {
         if let Some(agent) = self.agent_media.take() {
             let _ = agent.commands.send(MediaCommand::Shutdown).await;
-            let _ = agent.driver.await;
+            let _ = agent.driver.into_quality().await;
         }
     }
 
@@ -1888,8 +1888,8 @@ impl CallTask {
         self.finish_recording().await;
         if let Some(media) = self.media.take() {
             let _ = media.commands.send(MediaCommand::Shutdown).await;
-            if let Ok(end) = media.driver.await {
-                self.quality.get_or_insert_with(|| to_quality(&end.quality));
+            if let Ok(quality) = media.driver.into_quality().await {
+                self.quality.get_or_insert_with(|| to_quality(&quality));
             }
         }
     }
