@@ -113,7 +113,8 @@ impl SocketBatch {
             .setup_single_issuer()
             .setup_coop_taskrun()
             .build(2 * BATCH as u32)?;
-        ring.submitter().register_files_sparse(FIRST_FILE_TABLE)?;
+        let first_table = FIRST_FILE_TABLE.min(open_file_limit() as u32);
+        ring.submitter().register_files_sparse(first_table)?;
         let receives = (0..BATCH)
             .map(|_| ReceiveArea {
                 buffer: [0; DATAGRAM_BYTES],
@@ -137,7 +138,7 @@ impl SocketBatch {
             .collect();
         Ok(SocketBatch {
             ring,
-            files: vec![-1; FIRST_FILE_TABLE as usize],
+            files: vec![-1; first_table as usize],
             receives,
             sends,
             queued_sends: 0,
@@ -173,7 +174,19 @@ impl SocketBatch {
     /// A larger table with the same sockets in it. Called between walks, when nothing is in
     /// flight (the kernel waits for in-flight users of the old table otherwise).
     fn grow(&mut self, at_least: usize) -> io::Result<()> {
-        let size = at_least.next_power_of_two().max(self.files.len() * 2);
+        // The kernel refuses a table larger than the open-file limit (and a process cannot
+        // hold more sockets than that anyway).
+        let limit = open_file_limit();
+        if at_least > limit {
+            return Err(io::Error::other(format!(
+                "place {} is beyond the open-file limit ({limit})",
+                at_least - 1
+            )));
+        }
+        let size = at_least
+            .next_power_of_two()
+            .max(self.files.len() * 2)
+            .min(limit);
         let entries = u32::try_from(size).map_err(io::Error::other)?;
         self.ring.submitter().unregister_files()?;
         self.files.resize(size, -1);
@@ -358,6 +371,14 @@ impl SocketBatch {
     }
 }
 
+/// The soft open-file limit: the largest fixed-file table the kernel accepts.
+fn open_file_limit() -> usize {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(FIRST_FILE_TABLE as usize, |(soft, _)| {
+            usize::try_from(soft).unwrap_or(usize::MAX)
+        })
+}
+
 fn socket_addr(address: &SockaddrStorage) -> Option<SocketAddr> {
     if let Some(v4) = address.as_sockaddr_in() {
         return Some(SocketAddr::V4(SocketAddrV4::from(*v4)));
@@ -458,13 +479,26 @@ mod tests {
         let far: Vec<UdpSocket> = (0..3)
             .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
             .collect();
-        // Beyond the first table: the table grows and keeps what it had.
+        // Beyond the first table: the table grows, up to the open-file limit, and keeps what
+        // it had. (As the server does, the test takes the hard limit when it may.)
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
         let early = UdpSocket::bind("127.0.0.1:0").unwrap();
         batch.register(0, early.as_fd()).unwrap();
-        batch.register(5000, mine.as_fd()).unwrap();
+        let far_place = 5000;
+        let place = if open_file_limit() > far_place {
+            batch.register(far_place, mine.as_fd()).unwrap();
+            far_place
+        } else {
+            let refused = batch.register(far_place, mine.as_fd()).unwrap_err();
+            assert!(refused.to_string().contains("open-file limit"), "{refused}");
+            batch.register(7, mine.as_fd()).unwrap();
+            7
+        };
         for (index, socket) in far.iter().enumerate() {
             let payload = [index as u8; 172];
-            assert!(batch.queue_send(5000, &payload, socket.local_addr().unwrap()));
+            assert!(batch.queue_send(place, &payload, socket.local_addr().unwrap()));
         }
         assert!(batch.queue_send(0, b"early", far[0].local_addr().unwrap()));
         batch.submit().unwrap();
@@ -484,7 +518,7 @@ mod tests {
             (&b"early"[..], early.local_addr().unwrap())
         );
 
-        batch.unregister(5000).unwrap();
+        batch.unregister(place).unwrap();
         drop(mine);
         UdpSocket::bind(port).expect("the port is free once unregistered and closed");
     }
