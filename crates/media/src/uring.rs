@@ -16,7 +16,7 @@
 
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
 use io_uring::{IoUring, opcode, squeue, types};
@@ -107,7 +107,8 @@ impl std::fmt::Debug for SocketBatch {
 
 impl SocketBatch {
     /// A ring for the calling thread (the only thread that may submit to it). Fails where the
-    /// kernel or a seccomp profile refuses io_uring.
+    /// kernel or a seccomp profile refuses io_uring, or where the ring cannot do what the media
+    /// threads ask of it (checked with one datagram over loopback).
     pub fn new() -> io::Result<SocketBatch> {
         let ring = IoUring::builder()
             .setup_single_issuer()
@@ -136,14 +137,59 @@ impl SocketBatch {
                 destination: SockaddrStorage::from(SocketAddr::from(([127, 0, 0, 1], 9))),
             })
             .collect();
-        Ok(SocketBatch {
+        let mut batch = SocketBatch {
             ring,
             files: vec![-1; first_table as usize],
             receives,
             sends,
             queued_sends: 0,
             failed_sends: Vec::new(),
-        })
+        };
+        batch.self_test()?;
+        Ok(batch)
+    }
+
+    /// Proves the ring does what the media threads need on this kernel: a send with a
+    /// destination address from one fixed file, and a read with source and control data on
+    /// another (kernels before 6.0 refuse a send's address, for one). Loopback only.
+    fn self_test(&mut self) -> io::Result<()> {
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let receiver = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let (from, to) = (sender.local_addr()?, receiver.local_addr()?);
+        self.register(0, sender.as_fd())?;
+        self.register(1, receiver.as_fd())?;
+        let result = self.probe(from, to);
+        self.unregister(0)?;
+        self.unregister(1)?;
+        result
+    }
+
+    fn probe(&mut self, from: SocketAddr, to: SocketAddr) -> io::Result<()> {
+        const PROBE: &[u8] = b"santral io_uring probe";
+        let failed = |what: String| io::Error::other(format!("io_uring self-test: {what}"));
+        if !self.queue_send(0, PROBE, to) {
+            return Err(failed("send not queued".into()));
+        }
+        self.submit().map_err(|e| failed(e.to_string()))?;
+        if let Some((_, error)) = self.failed_sends().next() {
+            return Err(failed(format!("send refused: {error}")));
+        }
+        // Bounded: a loopback datagram is there at once; a few tries cover a slow wake-up.
+        for _ in 0..50 {
+            self.queue_receive(0, 1);
+            self.submit().map_err(|e| failed(e.to_string()))?;
+            match self.received(0, &ArrivalClock::read()) {
+                Received::Datagram(datagram, bytes)
+                    if bytes == PROBE && datagram.source == from =>
+                {
+                    return Ok(());
+                }
+                Received::Datagram(..) => return Err(failed("read the wrong datagram".into())),
+                Received::Failed(error) => return Err(failed(format!("read refused: {error}"))),
+                Received::Nothing => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        Err(failed("the probe never arrived".into()))
     }
 
     /// Registers `socket` as fixed file `place` (the table grows when needed). Until
