@@ -117,7 +117,7 @@ fn arrival_stamp(control: &ControlMessageOwned) -> Option<Duration> {
     }
 }
 
-fn socket_addr(address: &SockaddrStorage) -> Option<SocketAddr> {
+pub(crate) fn socket_addr(address: &SockaddrStorage) -> Option<SocketAddr> {
     if let Some(v4) = address.as_sockaddr_in() {
         return Some(SocketAddr::V4(SocketAddrV4::from(*v4)));
     }

@@ -15,14 +15,14 @@
 //! `unsafe` says what keeps it sound.
 
 use std::io;
-use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
 use io_uring::{IoUring, opcode, squeue, types};
 use nix::sys::socket::{SockaddrLike, SockaddrStorage};
 
-use crate::receive::{ArrivalClock, Datagram};
+use crate::receive::{ArrivalClock, Datagram, socket_addr};
 
 /// Sessions whose receives go down in one submission (and whose sends in the next).
 pub const BATCH: usize = 64;
@@ -423,15 +423,6 @@ fn open_file_limit() -> usize {
         .map_or(FIRST_FILE_TABLE as usize, |(soft, _)| {
             usize::try_from(soft).unwrap_or(usize::MAX)
         })
-}
-
-fn socket_addr(address: &SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = address.as_sockaddr_in() {
-        return Some(SocketAddr::V4(SocketAddrV4::from(*v4)));
-    }
-    address
-        .as_sockaddr_in6()
-        .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
 }
 
 /// The `SCM_TIMESTAMPNS` stamp among control messages, read field by field (Linux's
