@@ -304,6 +304,15 @@ impl MediaSession {
     /// Prefetches the heap memory the next tick will touch (see the media engine's walk).
     pub(crate) fn prefetch(&self) {
         self.jitter.prefetch();
+        // The playlist's own allocation (the current prompt's handle) is cold by the next
+        // tick; the prompts' audio is shared by every call playing them and stays warm.
+        if let Outbound::Playlist {
+            playlist, prompt, ..
+        } = &self.outbound
+            && let Some(upcoming) = playlist.prompts.get(*prompt..)
+        {
+            crate::prefetch::prefetch(upcoming.get(..2).unwrap_or(upcoming));
+        }
     }
 
     /// Packets the far end sends per 20 ms frame by its announced packet time (two at 10 ms).
